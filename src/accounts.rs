@@ -1,0 +1,266 @@
+//! Accounts and sessions: registering, logging in, rotating refresh tokens, logging out and
+//! changing passwords. Shared by the REST handlers and the `huddle user create` command.
+
+use serde::Serialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    auth::{token, AuthUser},
+    error::{AppError, AppResult},
+    store::{
+        self, audit,
+        sessions::{RevokeReason, Rotation},
+        users::{NewUser, User},
+    },
+    validate,
+};
+
+/// The token pair handed out at login, registration and refresh.
+#[derive(Debug, Serialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// A user with a fresh session.
+#[derive(Debug, Serialize)]
+pub struct Authenticated {
+    pub user: User,
+    #[serde(flatten)]
+    pub tokens: Tokens,
+}
+
+/// What a client sends to register.
+pub struct Registration {
+    pub username: String,
+    pub password: String,
+    pub display_name: Option<String>,
+}
+
+/// Checks a registration against the contract's bounds, naming every field at fault.
+fn validate_registration(r: &Registration) -> AppResult<String> {
+    validate::username("username", &r.username)?;
+    validate::password("password", &r.password)?;
+    match &r.display_name {
+        Some(name) => validate::display_name("display_name", name),
+        None => Ok(r.username.clone()),
+    }
+}
+
+pub async fn register(
+    state: &AppState,
+    r: Registration,
+    user_agent: Option<&str>,
+) -> AppResult<Authenticated> {
+    let display_name = validate_registration(&r)?;
+    let hash = state.passwords.hash(r.password).await?;
+    let mut tx = state.db.begin().await?;
+    let user = store::users::create(
+        &mut *tx,
+        NewUser {
+            username: &r.username,
+            display_name: &display_name,
+            password_hash: &hash,
+            is_admin: false,
+        },
+    )
+    .await?;
+    let tokens = open_session(state, &mut tx, &user, user_agent).await?;
+    tx.commit().await?;
+    tracing::info!(user.id = %user.id, "user registered");
+    Ok(Authenticated { user, tokens })
+}
+
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: String,
+    user_agent: Option<&str>,
+) -> AppResult<Authenticated> {
+    let attempt = state.auth_limits.login_attempt(username)?;
+    let found = store::users::credentials(&state.db, username).await?;
+    let (hash, found) = match found {
+        Some(c) => (Some(c.password_hash.clone()), Some(c)),
+        None => (None, None),
+    };
+    if !state.passwords.verify(password, hash).await? {
+        state.auth_limits.failed(attempt);
+        return Err(AppError::InvalidCredentials);
+    }
+    state.auth_limits.succeeded(attempt);
+    let credentials = found.ok_or(AppError::InvalidCredentials)?;
+    if credentials.disabled {
+        return Err(AppError::AccountDisabled);
+    }
+    let mut tx = state.db.begin().await?;
+    let tokens = open_session(state, &mut tx, &credentials.user, user_agent).await?;
+    tx.commit().await?;
+    Ok(Authenticated {
+        user: credentials.user,
+        tokens,
+    })
+}
+
+/// Starts a session for `user` and issues its first token pair.
+async fn open_session(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    user: &User,
+    user_agent: Option<&str>,
+) -> AppResult<Tokens> {
+    let (refresh_token, refresh_hash) = token::new_refresh_token();
+    let expires_at = OffsetDateTime::now_utc() + state.config.refresh_token_ttl;
+    let user_agent = user_agent.map(|ua| ua.chars().take(256).collect::<String>());
+    let session_id = store::sessions::create(
+        &mut *tx,
+        user.id,
+        &refresh_hash,
+        expires_at,
+        user_agent.as_deref(),
+    )
+    .await?;
+    tokens(state, user.id, session_id, refresh_token)
+}
+
+fn tokens(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    refresh_token: String,
+) -> AppResult<Tokens> {
+    Ok(Tokens {
+        access_token: state.keys.issue(user_id, session_id)?,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: state.keys.access_ttl.as_secs(),
+    })
+}
+
+/// Exchanges a refresh token for a new pair. A token that was already exchanged means two
+/// parties hold it: the whole session is revoked and both must log in again.
+pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Tokens> {
+    let old_hash = token::hash_refresh_token(refresh_token);
+    let (new_token, new_hash) = token::new_refresh_token();
+    let expires_at = OffsetDateTime::now_utc() + state.config.refresh_token_ttl;
+    let mut tx = state.db.begin().await?;
+    match store::sessions::rotate(&mut tx, &old_hash, &new_hash, expires_at).await? {
+        Rotation::Rotated { session_id, user } => {
+            tx.commit().await?;
+            tokens(state, user.id, session_id, new_token)
+        }
+        Rotation::Reused {
+            session_id,
+            user_id,
+        } => {
+            let was_live =
+                store::sessions::revoke(&mut *tx, session_id, RevokeReason::RefreshTokenReused)
+                    .await?;
+            if was_live {
+                audit::record(
+                    &mut *tx,
+                    audit::Entry::new(audit::Action::RefreshTokenReused)
+                        .target(user_id)
+                        .detail(json!({ "session_id": session_id })),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            if was_live {
+                tracing::warn!(user.id = %user_id, session.id = %session_id, "refresh token reused; session revoked");
+            }
+            Err(AppError::UnauthorizedBecause(
+                "this refresh token was already used; the session is revoked",
+            ))
+        }
+        Rotation::Refused => Err(AppError::UnauthorizedBecause(
+            "unknown, expired or revoked refresh token",
+        )),
+    }
+}
+
+/// Ends the caller's session: its tokens stop working and its sockets are disconnected.
+pub async fn logout(state: &AppState, caller: &AuthUser) -> AppResult<()> {
+    store::sessions::revoke(&state.db, caller.session_id, RevokeReason::Logout).await?;
+    Ok(())
+}
+
+pub async fn set_display_name(
+    state: &AppState,
+    caller: &AuthUser,
+    display_name: &str,
+) -> AppResult<User> {
+    let display_name = validate::display_name("display_name", display_name)?;
+    Ok(store::users::set_display_name(&state.db, caller.id(), &display_name).await?)
+}
+
+/// Changes the caller's password and revokes every other session of theirs. A wrong current
+/// password counts as a failed login for the username, so a stolen access token is no faster a
+/// way to guess it.
+pub async fn change_password(
+    state: &AppState,
+    caller: &AuthUser,
+    current: String,
+    new: String,
+) -> AppResult<()> {
+    validate::password("new_password", &new)?;
+    let attempt = state.auth_limits.login_attempt(&caller.user.username)?;
+    let hash = store::users::password_hash(&state.db, caller.id()).await?;
+    if !state.passwords.verify(current, hash).await? {
+        state.auth_limits.failed(attempt);
+        return Err(AppError::InvalidCredentials);
+    }
+    state.auth_limits.succeeded(attempt);
+    let new_hash = state.passwords.hash(new).await?;
+    let mut tx = state.db.begin().await?;
+    store::users::set_password_hash(&mut *tx, caller.id(), &new_hash).await?;
+    let revoked = store::sessions::revoke_all_of_user(
+        &mut *tx,
+        caller.id(),
+        Some(caller.session_id),
+        RevokeReason::PasswordChanged,
+    )
+    .await?;
+    audit::record(
+        &mut *tx,
+        audit::Entry::new(audit::Action::PasswordChanged)
+            .actor(caller.id())
+            .target(caller.id())
+            .detail(json!({ "sessions_revoked": revoked.len() })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `huddle user create`: makes a user, or (if the name exists) sets its password and, with
+/// `admin`, makes it an admin. Returns the user and whether it was created.
+pub async fn create_or_update_user(
+    state: &AppState,
+    username: &str,
+    password: String,
+    admin: bool,
+) -> AppResult<(User, bool)> {
+    validate::username("username", username)?;
+    validate::password("password", &password)?;
+    let hash = state.passwords.hash(password).await?;
+    if let Some(user) = store::users::reset(&state.db, username, &hash, admin).await? {
+        return Ok((user, false));
+    }
+    let user = store::users::create(
+        &state.db,
+        NewUser {
+            username,
+            display_name: username,
+            password_hash: &hash,
+            is_admin: admin,
+        },
+    )
+    .await?;
+    Ok((user, true))
+}

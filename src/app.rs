@@ -1,0 +1,140 @@
+//! The application: shared state, the router with its middleware, and serving it.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{header, HeaderValue, Method},
+    response::IntoResponse,
+    Router,
+};
+use sqlx::PgPool;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, Any, CorsLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::{password::Passwords, token::Keys},
+    config::Config,
+    error::AppError,
+    http,
+    limits::AuthLimits,
+    store,
+};
+
+/// Everything a handler may need. Cheap to clone; built once per server.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub keys: Arc<Keys>,
+    pub passwords: Passwords,
+    pub auth_limits: Arc<AuthLimits>,
+}
+
+impl AppState {
+    /// Creates the database if needed, connects, and applies pending migrations.
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        store::ensure_database(&config.database_url).await?;
+        let db = store::connect(&config).await?;
+        store::migrate(&db).await?;
+        Ok(Self::with_pool(config, db))
+    }
+
+    pub fn with_pool(config: Config, db: PgPool) -> Self {
+        AppState {
+            keys: Arc::new(Keys::new(&config.jwt_secret.0, config.access_token_ttl)),
+            passwords: Passwords::new(config.password_hash_concurrency),
+            auth_limits: AuthLimits::new(config.auth_rate),
+            config: Arc::new(config),
+            db,
+        }
+    }
+}
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    http::router()
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(cors(&config))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Named by the route template, not the path, so ids do not explode cardinality.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |p| p.as_str());
+            tracing::info_span!("http", method = %req.method(), route)
+        }))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+        }))
+}
+
+/// Unknown routes and methods: the contract's 404 rather than axum's empty replies.
+async fn no_route(method: Method, uri: axum::http::Uri) -> AppError {
+    AppError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600));
+    match &config.cors_origins {
+        None => layer.allow_origin(Any),
+        Some(origins) => layer.allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        )),
+    }
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

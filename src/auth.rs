@@ -1,0 +1,65 @@
+//! Who is calling: one verification for REST requests and Socket.IO handshakes alike.
+
+pub mod password;
+pub mod token;
+
+use axum::{
+    extract::FromRequestParts,
+    http::{header, request::Parts, HeaderMap},
+};
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    error::{AppError, AppResult},
+    store,
+};
+
+/// An authenticated caller: a live session of an enabled user.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user: store::users::User,
+    pub session_id: Uuid,
+}
+
+impl AuthUser {
+    pub fn id(&self) -> Uuid {
+        self.user.id
+    }
+}
+
+/// Checks an access token: signature, algorithm and expiry, then that its session is live and its
+/// user enabled (one indexed query), so that logout, a password change or disabling a user act
+/// on the very next request.
+pub async fn authenticate(state: &AppState, token: &str) -> AppResult<AuthUser> {
+    let claims = state.keys.verify(token)?;
+    let user = store::sessions::live_user(&state.db, claims.sid, claims.sub)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    Ok(AuthUser {
+        user,
+        session_id: claims.sid,
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
+        authenticate(state, token).await
+    }
+}

@@ -1,0 +1,118 @@
+//! Access tokens (HS256 JWTs) and refresh tokens (random, stored only as SHA-256).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::AppError;
+
+/// The claims of an access token, exactly as the contract lists them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: Uuid,
+    /// The session id: revoking the session kills the token before it expires.
+    pub sid: Uuid,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Signing and checking keys, built once from `JWT_SECRET`.
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub access_ttl: Duration,
+}
+
+impl Keys {
+    pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+        // Only HS256 is accepted: `none`, RS*/ES* and the other HMACs are refused by the library
+        // before the signature is looked at.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        Keys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl,
+        }
+    }
+
+    /// A fresh access token for a session.
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid) -> anyhow::Result<String> {
+        let iat = unix_now();
+        let claims = Claims {
+            sub: user_id,
+            sid: session_id,
+            iat,
+            exp: iat + self.access_ttl.as_secs(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The claims of a well-signed, unexpired token. Whether its session is still live is the
+    /// caller's question (see `auth::authenticate`).
+    pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| AppError::Unauthorized)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A new refresh token and the hash that is stored in its place.
+pub fn new_refresh_token() -> (String, Vec<u8>) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_refresh_token(&token);
+    (token, hash)
+}
+
+/// SHA-256 is enough here: the token is 256 random bits, so there is nothing to brute-force.
+pub fn hash_refresh_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_and_a_foreign_one_does_not() {
+        let keys = Keys::new(&[7; 32], Duration::from_secs(60));
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let token = keys.issue(user, session).unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.sub, claims.sid), (user, session));
+        assert_eq!(claims.exp - claims.iat, 60);
+
+        let other = Keys::new(&[8; 32], Duration::from_secs(60));
+        assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_hashed() {
+        let (a, ha) = new_refresh_token();
+        let (b, _) = new_refresh_token();
+        assert_ne!(a, b);
+        assert_eq!(ha, hash_refresh_token(&a));
+        assert_eq!(ha.len(), 32);
+    }
+}

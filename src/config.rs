@@ -1,0 +1,321 @@
+//! Every setting, its default and its validation.
+//!
+//! Settings come from the environment (and `.env`, loaded by `main` before this runs). A bad
+//! value is reported as one line naming the variable, what it must be and what it got, so that an
+//! operator can fix it without reading code; `main` prints it and exits with code 2.
+
+use std::{collections::HashMap, fmt, net::IpAddr, time::Duration};
+
+/// Where structured logs go and in which shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The JWT signing secret. Its `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    /// Signing secret for access tokens.
+    pub jwt_secret: Secret,
+    /// True when no `JWT_SECRET` was given and `jwt_secret` was made up at start.
+    pub jwt_secret_generated: bool,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Messages replayed to a socket when it joins a room.
+    pub history_limit: u32,
+    /// Set: several nodes share one Redis. Unset: one node.
+    pub redis_url: Option<String>,
+    /// Public rooms that exist from the first start.
+    pub default_rooms: Vec<String>,
+    pub max_body_bytes: usize,
+    /// Messages per second per user (sendMessage, directMessage, typing); 0 turns the limit off.
+    pub message_rate: u32,
+    pub message_burst: u32,
+    /// Register + login per client address per minute, and the failed-login limit; 0: both off.
+    pub auth_rate: u32,
+    /// `None`: any origin (`*`).
+    pub cors_origins: Option<Vec<String>>,
+    pub log_format: LogFormat,
+    /// Largest number of argon2 hashes computed at once (each takes 19 MiB and a core).
+    pub password_hash_concurrency: usize,
+    /// Largest number of Postgres connections this process opens.
+    pub database_max_connections: u32,
+}
+
+/// One invalid setting, already phrased for the operator.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@localhost:5432/huddle";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables (the environment, or a test's own map).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let (jwt_secret, jwt_secret_generated) = match env.get("JWT_SECRET") {
+            Some(s) if s.len() >= 32 => (Secret(s.as_bytes().to_vec()), false),
+            Some(s) => {
+                return Err(ConfigError(format!(
+                    "JWT_SECRET must be at least 32 bytes, got {} bytes",
+                    s.len()
+                )))
+            }
+            None => {
+                use rand::RngCore;
+                let mut bytes = vec![0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                (Secret(bytes), true)
+            }
+        };
+        let database_url = env
+            .get("DATABASE_URL")
+            .unwrap_or(DEFAULT_DATABASE_URL)
+            .to_owned();
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError(format!(
+                "DATABASE_URL must be a postgres:// URL, got '{database_url}'"
+            )));
+        }
+        let redis_url = env.get("REDIS_URL").map(str::to_owned);
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError(format!(
+                    "REDIS_URL must be a redis:// URL, got '{url}'"
+                )));
+            }
+        }
+        let default_rooms = env.list("DEFAULT_ROOMS", "general");
+        for room in &default_rooms {
+            if !crate::validate::is_room_name(room) {
+                return Err(ConfigError(format!(
+                    "DEFAULT_ROOMS must be a comma-separated list of room names (1-64 of a-z, 0-9, _ and -), got '{room}'"
+                )));
+            }
+        }
+        let cors = env.list("CORS_ORIGINS", "*");
+        let cors_origins = if cors.iter().any(|o| o == "*") {
+            None
+        } else {
+            Some(cors)
+        };
+        let log_format = match env.get("LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT must be 'text' or 'json', got '{other}'"
+                )))
+            }
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Config {
+            host: env.parse(
+                "HOST",
+                "0.0.0.0".parse().expect("literal address"),
+                "an IP address",
+            )?,
+            port: env.parse("PORT", 3000, "a port number")?,
+            database_url,
+            jwt_secret,
+            jwt_secret_generated,
+            access_token_ttl: Duration::from_secs(env.positive("ACCESS_TOKEN_TTL", 900)?),
+            refresh_token_ttl: Duration::from_secs(
+                env.positive("REFRESH_TOKEN_TTL", 30 * 24 * 3600)?,
+            ),
+            history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
+            redis_url,
+            default_rooms,
+            max_body_bytes: env.positive("MAX_BODY_BYTES", 1024 * 1024)?,
+            message_rate: env.parse(
+                "MESSAGE_RATE",
+                10,
+                "a whole number of messages per second (0: off)",
+            )?,
+            message_burst: env.positive("MESSAGE_BURST", 30)?,
+            auth_rate: env.parse(
+                "AUTH_RATE",
+                30,
+                "a whole number of requests per minute (0: off)",
+            )?,
+            cors_origins,
+            log_format,
+            password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", cores)?,
+            database_max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 20)?,
+        })
+    }
+
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        (self.host, self.port).into()
+    }
+}
+
+/// Typed reads of the variables, each failure phrased as one line.
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    /// A set, non-empty variable (an empty one counts as unset, as in most shells' `.env` files).
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| ConfigError(format!("{name} must be {what}, got '{raw}'"))),
+        }
+    }
+
+    fn positive<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + From<u8>,
+    {
+        let value = self.parse(name, default, "a whole number greater than 0")?;
+        if value < T::from(1) {
+            let raw = self.get(name).unwrap_or_default();
+            return Err(ConfigError(format!(
+                "{name} must be a whole number greater than 0, got '{raw}'"
+            )));
+        }
+        Ok(value)
+    }
+
+    fn bounded(&self, name: &str, default: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+        let what = format!("a whole number from {min} to {max}");
+        let value: u32 = self.parse(name, default, &what)?;
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError(format!("{name} must be {what}, got '{value}'")));
+        }
+        Ok(value)
+    }
+
+    fn list(&self, name: &str, default: &str) -> Vec<String> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or(default)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert!(c.jwt_secret_generated);
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.history_limit, 50);
+        assert_eq!(c.default_rooms, vec!["general"]);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!((c.message_rate, c.message_burst, c.auth_rate), (10, 30, 30));
+        assert!(c.cors_origins.is_none());
+        assert!(c.redis_url.is_none());
+    }
+
+    #[test]
+    fn a_bad_port_is_one_clear_line() {
+        let err = Config::from_vars(&vars(&[("PORT", "abc")])).unwrap_err();
+        assert_eq!(err.0, "PORT must be a port number, got 'abc'");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("PORT", "70000"),
+            ("HOST", "example"),
+            ("JWT_SECRET", "short"),
+            ("ACCESS_TOKEN_TTL", "0"),
+            ("REFRESH_TOKEN_TTL", "-5"),
+            ("HISTORY_LIMIT", "0"),
+            ("MAX_BODY_BYTES", "1MB"),
+            ("MESSAGE_RATE", "fast"),
+            ("MESSAGE_BURST", "0"),
+            ("AUTH_RATE", "-1"),
+            ("LOG_FORMAT", "xml"),
+            ("DATABASE_URL", "mysql://x"),
+            ("REDIS_URL", "localhost:6379"),
+            ("DEFAULT_ROOMS", "general,Bad Room"),
+        ] {
+            let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert!(
+                err.0.starts_with(&format!("{name} must be")),
+                "{name}: {}",
+                err.0
+            );
+            assert!(!err.0.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn the_secret_is_never_printed() {
+        let c = Config::from_vars(&vars(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef")]))
+            .unwrap();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(!c.jwt_secret_generated);
+    }
+
+    #[test]
+    fn zero_turns_rate_limits_off_and_origins_are_a_list() {
+        let c = Config::from_vars(&vars(&[
+            ("MESSAGE_RATE", "0"),
+            ("AUTH_RATE", "0"),
+            ("CORS_ORIGINS", "https://a.example, https://b.example"),
+        ]))
+        .unwrap();
+        assert_eq!((c.message_rate, c.auth_rate), (0, 0));
+        assert_eq!(
+            c.cors_origins.unwrap(),
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+}

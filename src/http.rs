@@ -1,0 +1,16 @@
+//! The REST API: one module per resource, each with its own `router()`.
+
+pub mod accounts;
+pub mod extract;
+pub mod ops;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+/// The REST routes (the Socket.IO layer and middleware are added in `app`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(ops::router())
+        .nest("/api", accounts::router())
+}

@@ -1,0 +1,139 @@
+//! Accounts over REST: `/api/auth/*` and `/api/me*`. Handlers only parse and answer; the work is
+//! in `crate::accounts`.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{header, HeaderMap, StatusCode},
+    routing::{get, post},
+    Router,
+};
+use serde::Deserialize;
+
+use super::extract::Json;
+use crate::{
+    accounts::{self, Authenticated, Registration, Tokens},
+    app::AppState,
+    auth::AuthUser,
+    error::AppResult,
+    store::users::User,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me).patch(update_me))
+        .route("/me/password", post(change_password))
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    username: String,
+    password: String,
+    display_name: Option<String>,
+}
+
+/// `POST /api/auth/register` -> 201 `{user, ...tokens}`.
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<RegisterRequest>,
+) -> AppResult<(StatusCode, Json<Authenticated>)> {
+    state.auth_limits.check_address(peer.ip())?;
+    let registration = Registration {
+        username: body.username,
+        password: body.password,
+        display_name: body.display_name,
+    };
+    let created = accounts::register(&state, registration, user_agent(&headers)).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/auth/login` -> 200 `{user, ...tokens}`.
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<LoginRequest>,
+) -> AppResult<Json<Authenticated>> {
+    state.auth_limits.check_address(peer.ip())?;
+    let authenticated =
+        accounts::login(&state, &body.username, body.password, user_agent(&headers)).await?;
+    Ok(Json(authenticated))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// `POST /api/auth/refresh` -> 200 tokens.
+async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> AppResult<Json<Tokens>> {
+    Ok(Json(accounts::refresh(&state, &body.refresh_token).await?))
+}
+
+/// `POST /api/auth/logout` -> 204.
+async fn logout(State(state): State<AppState>, caller: AuthUser) -> AppResult<StatusCode> {
+    accounts::logout(&state, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/me` -> user.
+async fn me(caller: AuthUser) -> Json<User> {
+    Json(caller.user)
+}
+
+#[derive(Deserialize)]
+struct UpdateMeRequest {
+    display_name: Option<String>,
+}
+
+/// `PATCH /api/me` `{display_name}` -> user. An absent field is left as it is.
+async fn update_me(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Json(body): Json<UpdateMeRequest>,
+) -> AppResult<Json<User>> {
+    match body.display_name {
+        Some(name) => Ok(Json(
+            accounts::set_display_name(&state, &caller, &name).await?,
+        )),
+        None => Ok(Json(caller.user)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/me/password` -> 204; the caller's other sessions are revoked.
+async fn change_password(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Json(body): Json<ChangePasswordRequest>,
+) -> AppResult<StatusCode> {
+    accounts::change_password(&state, &caller, body.current_password, body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,36 @@
+//! Liveness and readiness for orchestrators and load balancers.
+
+use std::time::Duration;
+
+use axum::{extract::State, routing::get, Router};
+use serde_json::{json, Value};
+
+use super::extract::Json;
+use crate::{
+    app::AppState,
+    error::{AppError, AppResult},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// `GET /healthz`: 200 while the process runs.
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when Postgres answers within two seconds, else 503 `unavailable`.
+async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
+    let ping = sqlx::query_scalar!("select 1 as \"one!\"").fetch_one(&state.db);
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Ok(Json(json!({ "status": "ready", "postgres": "ok" }))),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness: postgres check failed");
+            Err(AppError::Unavailable("the database"))
+        }
+        Err(_) => Err(AppError::Unavailable("the database")),
+    }
+}

@@ -1,0 +1,15 @@
+//! Huddle: an authenticated real-time chat backend.
+//!
+//! REST (axum) for accounts, rooms and history; Socket.IO for live rooms; Postgres for everything
+//! that must survive. See `README.md` and `docs/api.md`.
+
+pub mod accounts;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod store;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,129 @@
+//! The `huddle` command: `serve` (the default), `migrate`, and `user create`.
+
+use std::{io::Read, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use huddle::{
+    accounts,
+    app::{self, AppState},
+    config::Config,
+    store, telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "huddle",
+    version,
+    about = "Authenticated real-time chat backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if needed, apply migrations, and serve HTTP + Socket.IO (the default).
+    Serve,
+    /// Create the database if needed and apply pending migrations, then exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (or reset an existing one's password); the password is read from stdin.
+    Create {
+        username: String,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A .env file is optional; real environment variables win over it.
+    let _ = dotenvy::dotenv();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("huddle: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("huddle: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::User {
+                command: UserCommand::Create { username, admin },
+            } => create_user(config, &username, admin).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "huddle stopped");
+            eprintln!("huddle: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.jwt_secret_generated {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret made at start. Tokens will not survive a \
+             restart, and several nodes need one shared JWT_SECRET."
+        );
+    }
+    let addr = config.listen_addr();
+    let state = AppState::connect(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "huddle listening");
+    app::serve(listener, state, app::shutdown_signal()).await?;
+    tracing::info!("huddle stopped cleanly");
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    store::ensure_database(&config.database_url).await?;
+    let db = store::connect(&config).await?;
+    store::migrate(&db).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn create_user(config: Config, username: &str, admin: bool) -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input)?;
+    // The first line is the password; a trailing newline from `echo` is not part of it.
+    let password = input.lines().next().unwrap_or_default().to_owned();
+    let state = AppState::connect(config).await?;
+    let (user, created) = accounts::create_or_update_user(&state, username, password, admin)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let what = if created { "created" } else { "updated" };
+    println!(
+        "user {what}: {} ({}){}",
+        user.username,
+        user.id,
+        if user.is_admin { ", admin" } else { "" }
+    );
+    Ok(())
+}

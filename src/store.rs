@@ -1,0 +1,46 @@
+//! All SQL lives here: one module per table or aggregate. Functions take `impl PgExecutor` where
+//! they may run on the pool or inside a caller's transaction.
+
+pub mod audit;
+pub mod sessions;
+pub mod users;
+
+use sqlx::{postgres::PgPoolOptions, PgPool};
+
+use crate::config::Config;
+
+/// Creates the database named in `DATABASE_URL` if it is missing. Two nodes starting at once may
+/// both try; the loser's "already exists" is fine.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    use sqlx::migrate::MigrateDatabase;
+    if !sqlx::Postgres::database_exists(url).await? {
+        tracing::info!("database does not exist yet; creating it");
+        if let Err(err) = sqlx::Postgres::create_database(url).await {
+            let exists = err
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|code| code == "42P04");
+            if !exists {
+                return Err(err.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies pending migrations (under sqlx's advisory lock, so concurrent nodes take turns).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// The connection pool. Acquiring a connection gives up after a few seconds so that a dead
+/// Postgres answers `503 unavailable` promptly instead of hanging every request.
+pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&config.database_url)
+        .await?;
+    Ok(pool)
+}

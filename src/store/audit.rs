@@ -1,0 +1,98 @@
+//! The `audit_log` table: written by the server, read by people.
+
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// The values of `audit_log.action`.
+#[derive(Clone, Copy, Debug)]
+pub enum Action {
+    RoomCreated,
+    RoomDeleted,
+    MemberGranted,
+    RoleChanged,
+    MemberRemoved,
+    UserDisabled,
+    UserEnabled,
+    AccessDenied,
+    PasswordChanged,
+    RefreshTokenReused,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::RoomCreated => "room_created",
+            Action::RoomDeleted => "room_deleted",
+            Action::MemberGranted => "member_granted",
+            Action::RoleChanged => "role_changed",
+            Action::MemberRemoved => "member_removed",
+            Action::UserDisabled => "user_disabled",
+            Action::UserEnabled => "user_enabled",
+            Action::AccessDenied => "access_denied",
+            Action::PasswordChanged => "password_changed",
+            Action::RefreshTokenReused => "refresh_token_reused",
+        }
+    }
+}
+
+/// One line of the log. Fields left `None` are written as null.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub action: Action,
+    pub actor_id: Option<Uuid>,
+    pub target_user_id: Option<Uuid>,
+    pub room_id: Option<Uuid>,
+    pub room_name: Option<&'a str>,
+    pub detail: Value,
+}
+
+impl<'a> Entry<'a> {
+    pub fn new(action: Action) -> Self {
+        Entry {
+            action,
+            actor_id: None,
+            target_user_id: None,
+            room_id: None,
+            room_name: None,
+            detail: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn actor(mut self, id: Uuid) -> Self {
+        self.actor_id = Some(id);
+        self
+    }
+
+    pub fn target(mut self, id: Uuid) -> Self {
+        self.target_user_id = Some(id);
+        self
+    }
+
+    pub fn room(mut self, id: Option<Uuid>, name: &'a str) -> Self {
+        self.room_id = id;
+        self.room_name = Some(name);
+        self
+    }
+
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+pub async fn record(db: impl PgExecutor<'_>, entry: Entry<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"insert into audit_log (action, actor_id, target_user_id, room_id, room_name, detail)
+           values ($1, $2, $3, $4, $5, $6)"#,
+        entry.action.as_str(),
+        entry.actor_id,
+        entry.target_user_id,
+        entry.room_id,
+        entry.room_name,
+        entry.detail,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

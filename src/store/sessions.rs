@@ -1,0 +1,169 @@
+//! The `sessions` and `rotated_refresh_tokens` tables: logins and their refresh-token chains.
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::users::User;
+
+/// Why a session ended; the values of `sessions.revoked_reason`.
+#[derive(Clone, Copy, Debug)]
+pub enum RevokeReason {
+    Logout,
+    PasswordChanged,
+    RefreshTokenReused,
+    UserDisabled,
+}
+
+impl RevokeReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Logout => "logout",
+            RevokeReason::PasswordChanged => "password_changed",
+            RevokeReason::RefreshTokenReused => "refresh_token_reused",
+            RevokeReason::UserDisabled => "user_disabled",
+        }
+    }
+}
+
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    refresh_token_hash: &[u8],
+    expires_at: OffsetDateTime,
+    user_agent: Option<&str>,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        r#"insert into sessions (id, user_id, refresh_token_hash, expires_at, user_agent)
+           values ($1, $2, $3, $4, $5)"#,
+        id,
+        user_id,
+        refresh_token_hash,
+        expires_at,
+        user_agent,
+    )
+    .execute(db)
+    .await?;
+    Ok(id)
+}
+
+/// The user of a live session of an enabled account, if `session_id` is one and belongs to
+/// `user_id`. This runs on every authenticated request.
+pub async fn live_user(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(
+        User,
+        r#"select u.id, u.username, u.display_name, u.is_admin, u.created_at
+           from sessions s join users u on u.id = s.user_id
+           where s.id = $1 and s.user_id = $2 and s.revoked_at is null and u.disabled_at is null"#,
+        session_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// What became of a presented refresh token.
+pub enum Rotation {
+    /// It was current: it is now retired and `new_hash` is current.
+    Rotated { session_id: Uuid, user: User },
+    /// It had been rotated away already: someone is replaying it.
+    Reused { session_id: Uuid, user_id: Uuid },
+    /// Unknown, expired, or its session or user is no longer live.
+    Refused,
+}
+
+/// Exchanges a current refresh token for a new one, atomically: of two requests racing with the
+/// same token, one rotates it and the other finds it retired (and so revokes the session, as a
+/// replay would).
+pub async fn rotate(
+    tx: &mut sqlx::PgConnection,
+    old_hash: &[u8],
+    new_hash: &[u8],
+    expires_at: OffsetDateTime,
+) -> sqlx::Result<Rotation> {
+    let rotated = sqlx::query!(
+        r#"update sessions s set refresh_token_hash = $2, refreshed_at = now(), expires_at = $3
+           from users u
+           where s.refresh_token_hash = $1 and u.id = s.user_id
+             and s.revoked_at is null and s.expires_at > now() and u.disabled_at is null
+           returning s.id, u.id as user_id, u.username, u.display_name, u.is_admin, u.created_at"#,
+        old_hash,
+        new_hash,
+        expires_at,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(r) = rotated {
+        sqlx::query!(
+            "insert into rotated_refresh_tokens (token_hash, session_id) values ($1, $2)",
+            old_hash,
+            r.id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        return Ok(Rotation::Rotated {
+            session_id: r.id,
+            user: User {
+                id: r.user_id,
+                username: r.username,
+                display_name: r.display_name,
+                is_admin: r.is_admin,
+                created_at: r.created_at,
+            },
+        });
+    }
+    let reused = sqlx::query!(
+        r#"select s.id, s.user_id from rotated_refresh_tokens r join sessions s on s.id = r.session_id
+           where r.token_hash = $1"#,
+        old_hash,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match reused {
+        Some(r) => Rotation::Reused {
+            session_id: r.id,
+            user_id: r.user_id,
+        },
+        None => Rotation::Refused,
+    })
+}
+
+/// Ends one session. Returns whether it was live until now.
+pub async fn revoke(
+    db: impl PgExecutor<'_>,
+    session_id: Uuid,
+    reason: RevokeReason,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "update sessions set revoked_at = now(), revoked_reason = $2 where id = $1 and revoked_at is null",
+        session_id,
+        reason.as_str(),
+    )
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Ends every live session of a user but `keep`; returns the ids of those ended.
+pub async fn revoke_all_of_user(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: RevokeReason,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"update sessions set revoked_at = now(), revoked_reason = $3
+           where user_id = $1 and revoked_at is null and id is distinct from $2
+           returning id"#,
+        user_id,
+        keep,
+        reason.as_str(),
+    )
+    .fetch_all(db)
+    .await
+}

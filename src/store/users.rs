@@ -1,0 +1,142 @@
+//! The `users` table.
+
+use serde::Serialize;
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A user as the API shows it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub is_admin: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A user as login needs it.
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: &'a str,
+    pub is_admin: bool,
+}
+
+/// Inserts a user; a taken username fails on `users_username_key` (-> 409).
+pub async fn create(db: impl PgExecutor<'_>, new: NewUser<'_>) -> sqlx::Result<User> {
+    sqlx::query_as!(
+        User,
+        r#"insert into users (id, username, display_name, password_hash, is_admin)
+           values ($1, $2, $3, $4, $5)
+           returning id, username, display_name, is_admin, created_at"#,
+        Uuid::now_v7(),
+        new.username,
+        new.display_name,
+        new.password_hash,
+        new.is_admin,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Looks a user up by username, whatever its case.
+pub async fn credentials(
+    db: impl PgExecutor<'_>,
+    username: &str,
+) -> sqlx::Result<Option<Credentials>> {
+    let row = sqlx::query!(
+        r#"select id, username, display_name, is_admin, created_at, password_hash,
+                  disabled_at is not null as "disabled!"
+           from users where lower(username) = lower($1)"#,
+        username,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| Credentials {
+        user: User {
+            id: r.id,
+            username: r.username,
+            display_name: r.display_name,
+            is_admin: r.is_admin,
+            created_at: r.created_at,
+        },
+        password_hash: r.password_hash,
+        disabled: r.disabled,
+    }))
+}
+
+pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!("select password_hash from users where id = $1", id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(
+        User,
+        "select id, username, display_name, is_admin, created_at from users where id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn set_display_name(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    display_name: &str,
+) -> sqlx::Result<User> {
+    sqlx::query_as!(
+        User,
+        r#"update users set display_name = $2 where id = $1
+           returning id, username, display_name, is_admin, created_at"#,
+        id,
+        display_name,
+    )
+    .fetch_one(db)
+    .await
+}
+
+pub async fn set_password_hash(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    password_hash: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update users set password_hash = $2 where id = $1",
+        id,
+        password_hash
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Updates the password and admin flag of an existing user (used by `huddle user create` when
+/// the user exists already). Returns `None` when there is no such username.
+pub async fn reset(
+    db: impl PgExecutor<'_>,
+    username: &str,
+    password_hash: &str,
+    is_admin: bool,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(
+        User,
+        r#"update users set password_hash = $2, is_admin = is_admin or $3
+           where lower(username) = lower($1)
+           returning id, username, display_name, is_admin, created_at"#,
+        username,
+        password_hash,
+        is_admin,
+    )
+    .fetch_optional(db)
+    .await
+}

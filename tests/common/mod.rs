@@ -1,0 +1,268 @@
+//! The shared test harness: a real server on a random port of 127.0.0.1, on a database of its
+//! own (created and migrated for the test, dropped after it), with typed helpers.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use huddle::{app::AppState, config::Config};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+/// The JWT secret every test server uses, so tests can forge tokens.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The Postgres server tests create their databases on.
+pub fn postgres_server_url() -> String {
+    std::env::var("HUDDLE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub state: AppState,
+    pub database_url: String,
+    db_name: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A server with the test defaults (rate limits off).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A server with some settings overridden, e.g. `[("AUTH_RATE", "3")]`.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        huddle::telemetry::init(huddle::config::LogFormat::Text);
+    }
+    let db_name = format!("huddle_test_{}", Uuid::new_v4().simple());
+    let database_url = format!("{}/{db_name}", postgres_server_url());
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("JWT_SECRET", TEST_JWT_SECRET),
+        ("AUTH_RATE", "0"),
+        ("MESSAGE_RATE", "0"),
+        ("DATABASE_MAX_CONNECTIONS", "5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::from_vars(&vars).expect("test config");
+    let state = AppState::connect(config).await.expect("test app state");
+    spawn_with_state(state, db_name, database_url).await
+}
+
+/// Serves an already-built state (e.g. one whose pool points at a dead Postgres).
+pub async fn spawn_with_state(state: AppState, db_name: String, database_url: String) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    tokio::spawn(async move {
+        huddle::app::serve(listener, served, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server");
+    });
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        db: state.db.clone(),
+        state,
+        database_url,
+        db_name,
+        shutdown: Some(tx),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if self.db_name.is_empty() {
+            return;
+        }
+        // Drop is synchronous; the database is dropped from a thread with its own runtime.
+        let name = std::mem::take(&mut self.db_name);
+        let server = postgres_server_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A reply: status, headers and the JSON body (Null when there is none).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts an error reply of the contract's shape and returns its `error` object.
+    #[track_caller]
+    pub fn error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "body: {}", self.body);
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {}",
+            self.body
+        );
+        error
+    }
+
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// A registered user with a live session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: Uuid,
+    pub username: String,
+    pub password: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        into_reply(req.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes with a chosen content type.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        into_reply(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn register_raw(&self, username: &str, password: &str) -> Reply {
+        self.post(
+            "/api/auth/register",
+            None,
+            json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn login_raw(&self, username: &str, password: &str) -> Reply {
+        self.post(
+            "/api/auth/login",
+            None,
+            json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers `username` with a fixed good password.
+    pub async fn register(&self, username: &str) -> Session {
+        let password = format!("{username}-password");
+        let reply = self.register_raw(username, &password).await;
+        session_of(reply.ok(201), username, &password)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Session {
+        let reply = self.login_raw(username, password).await;
+        session_of(reply.ok(200), username, password)
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+fn session_of(body: &Value, username: &str, password: &str) -> Session {
+    Session {
+        id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        username: username.to_owned(),
+        password: password.to_owned(),
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn into_reply(res: reqwest::Response) -> Reply {
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "non-JSON body ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,221 @@
+//! The `huddle` binary itself: configuration errors, `migrate`, `user create`, and a graceful
+//! stop on SIGTERM.
+
+mod common;
+
+use std::{
+    io::Write,
+    net::TcpListener,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+fn huddle() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle"));
+    // A clean environment, so the developer's own settings and .env cannot leak in.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// A fresh database name, dropped when the guard goes.
+struct Db {
+    name: String,
+    url: String,
+}
+
+impl Db {
+    fn new() -> Self {
+        let name = format!("huddle_test_{}", Uuid::new_v4().simple());
+        let url = format!("{}/{name}", common::postgres_server_url());
+        Db { name, url }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = common::postgres_server_url();
+            if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
+                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    }
+}
+
+fn query_one(url: &str, sql: &str) -> Option<(String, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_optional(&mut conn).await.unwrap()
+    })
+}
+
+#[test]
+fn a_bad_setting_is_one_line_and_exit_code_2() {
+    for (name, value, expected) in [
+        (
+            "PORT",
+            "abc",
+            "huddle: PORT must be a port number, got 'abc'",
+        ),
+        (
+            "JWT_SECRET",
+            "too-short",
+            "huddle: JWT_SECRET must be at least 32 bytes, got 9 bytes",
+        ),
+        (
+            "HISTORY_LIMIT",
+            "lots",
+            "huddle: HISTORY_LIMIT must be a whole number from 1 to 1000, got 'lots'",
+        ),
+    ] {
+        let out = huddle().env(name, value).arg("serve").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim_end(), expected);
+    }
+}
+
+#[test]
+fn migrate_creates_the_database_and_applies_every_migration() {
+    let db = Db::new();
+    let out = huddle()
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = query_one(
+        &db.url,
+        "select count(*)::text, bool_and(success) from _sqlx_migrations",
+    );
+    let (count, all_ok) = row.unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .count();
+    assert_eq!(count, files.to_string());
+    assert!(all_ok);
+    // Running it again is a no-op.
+    let again = huddle()
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin_and_can_make_an_admin() {
+    let db = Db::new();
+    let mut child = huddle()
+        .env("DATABASE_URL", &db.url)
+        .args(["user", "create", "root_admin", "--admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a-long-password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("root_admin"));
+    let (name, admin) = query_one(&db.url, "select username, is_admin from users").unwrap();
+    assert_eq!((name.as_str(), admin), ("root_admin", true));
+
+    // A password out of bounds is refused and nothing is made.
+    let mut child = huddle()
+        .env("DATABASE_URL", &db.url)
+        .args(["user", "create", "second"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password must be 8-256 characters"));
+    assert!(query_one(
+        &db.url,
+        "select username, is_admin from users where username = 'second'"
+    )
+    .is_none());
+}
+
+#[test]
+fn serve_listens_and_stops_cleanly_on_sigterm() {
+    let db = Db::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = huddle()
+        .env("DATABASE_URL", &db.url)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut up = false;
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Read;
+            stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            up = reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200");
+            if up {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "the server did not come up");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -40,7 +40,9 @@ impl AppState {
         store::ensure_database(&config.database_url).await?;
         let db = store::connect(&config).await?;
         store::migrate(&db).await?;
-        Ok(Self::with_pool(config, db))
+        let state = Self::with_pool(config, db);
+        crate::rooms::ensure_default_rooms(&state).await?;
+        Ok(state)
     }
 
     pub fn with_pool(config: Config, db: PgPool) -> Self {

@@ -1,8 +1,10 @@
 //! The REST API: one module per resource, each with its own `router()`.
 
 pub mod accounts;
+pub mod admin;
 pub mod extract;
 pub mod ops;
+pub mod rooms;
 
 use axum::Router;
 
@@ -10,7 +12,10 @@ use crate::app::AppState;
 
 /// The REST routes (the Socket.IO layer and middleware are added in `app`).
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(ops::router())
-        .nest("/api", accounts::router())
+    Router::new().merge(ops::router()).nest(
+        "/api",
+        accounts::router()
+            .merge(rooms::router())
+            .merge(admin::router()),
+    )
 }

@@ -4,12 +4,14 @@
 //! that must survive. See `README.md` and `docs/api.md`.
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod rooms;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

@@ -2,6 +2,9 @@
 //! they may run on the pool or inside a caller's transaction.
 
 pub mod audit;
+pub mod members;
+pub mod messages;
+pub mod rooms;
 pub mod sessions;
 pub mod users;
 

@@ -140,3 +140,25 @@ pub async fn reset(
     .fetch_optional(db)
     .await
 }
+
+/// Disables or enables a user. Returns `None` when there is no such user, else whether the
+/// state changed.
+pub async fn set_disabled(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    disabled: bool,
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar!(
+        r#"with target as (select id, disabled_at is not null as was from users where id = $1 for update),
+                changed as (
+                    update users u set disabled_at = case when $2 then now() else null end
+                    from target t where u.id = t.id and t.was <> $2
+                    returning u.id
+                )
+           select (select count(*) from changed) > 0 as "changed!" from target"#,
+        id,
+        disabled,
+    )
+    .fetch_optional(db)
+    .await
+}

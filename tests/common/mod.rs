@@ -228,6 +228,67 @@ impl TestApp {
         session_of(reply.ok(200), username, password)
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.request(Method::PATCH, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    /// Creates a room as `owner`; returns its JSON.
+    pub async fn create_room(&self, owner: &Session, name: &str, visibility: &str) -> Value {
+        let reply = self
+            .post(
+                "/api/rooms",
+                Some(&owner.access),
+                json!({"name": name, "visibility": visibility}),
+            )
+            .await;
+        reply.ok(201).clone()
+    }
+
+    /// Grants `user` access to a room as `by`.
+    pub async fn grant(&self, by: &Session, room: &Value, user: &Session, role: &str) -> Reply {
+        let path = format!(
+            "/api/rooms/{}/members/{}",
+            room["id"].as_str().unwrap(),
+            user.id
+        );
+        self.put(&path, Some(&by.access), json!({"role": role}))
+            .await
+    }
+
+    /// Stores `n` messages from `sender` in a room straight through the store, as the socket
+    /// path does.
+    pub async fn seed_messages(&self, room: &Value, sender: &Session, n: usize) {
+        let room_id: Uuid = room["id"].as_str().unwrap().parse().unwrap();
+        for i in 1..=n {
+            huddle::store::messages::insert(
+                &self.db,
+                room_id,
+                sender.id,
+                &format!("message {i}"),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    /// How many audit lines with this action exist.
+    pub async fn audits(&self, action: &str) -> i64 {
+        sqlx::query_scalar("select count(*) from audit_log where action = $1")
+            .bind(action)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&self.db)

@@ -1,0 +1,77 @@
+//! What admins (users with `is_admin`) may do beyond everyone else: disable and enable users.
+//! (Deleting any room is in `rooms::delete`.)
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    auth::AuthUser,
+    error::{AppError, AppResult},
+    store::{self, audit, sessions::RevokeReason},
+};
+
+async fn require_admin(state: &AppState, caller: &AuthUser, action: &str) -> AppResult<()> {
+    if caller.user.is_admin {
+        return Ok(());
+    }
+    audit::record(
+        &state.db,
+        audit::Entry::new(audit::Action::AccessDenied)
+            .actor(caller.id())
+            .detail(json!({ "action": action })),
+    )
+    .await?;
+    Err(AppError::Forbidden("admins only".into()))
+}
+
+/// Disables a user: every session is revoked at once (so every token dies) and login answers
+/// `account_disabled`. Returns the revoked session ids, for disconnecting their sockets.
+pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<Vec<Uuid>> {
+    require_admin(state, caller, "disable_user").await?;
+    if user_id == caller.id() {
+        return Err(AppError::Forbidden(
+            "you cannot disable your own account".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let changed = store::users::set_disabled(&mut *tx, user_id, true)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
+    // Revoke even when already disabled: it costs nothing and leaves no doubt.
+    let revoked =
+        store::sessions::revoke_all_of_user(&mut *tx, user_id, None, RevokeReason::UserDisabled)
+            .await?;
+    if changed {
+        audit::record(
+            &mut *tx,
+            audit::Entry::new(audit::Action::UserDisabled)
+                .actor(caller.id())
+                .target(user_id)
+                .detail(json!({ "sessions_revoked": revoked.len() })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(user.id = %user_id, admin.id = %caller.id(), "user disabled");
+    Ok(revoked)
+}
+
+pub async fn enable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<()> {
+    require_admin(state, caller, "enable_user").await?;
+    let mut tx = state.db.begin().await?;
+    let changed = store::users::set_disabled(&mut *tx, user_id, false)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
+    if changed {
+        audit::record(
+            &mut *tx,
+            audit::Entry::new(audit::Action::UserEnabled)
+                .actor(caller.id())
+                .target(user_id),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The `room_members` table: the ACL, roles and read positions.
+
+use serde::Serialize;
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Moderator,
+    Member,
+}
+
+impl Role {
+    /// May add and remove members and change the topic.
+    pub fn manages(self) -> bool {
+        matches!(self, Role::Owner | Role::Moderator)
+    }
+}
+
+/// A user as other objects embed it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Member {
+    pub user: UserRef,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub added_at: OffsetDateTime,
+}
+
+pub async fn list(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<Vec<Member>> {
+    let rows = sqlx::query!(
+        r#"select u.id, u.username, u.display_name, m.role as "role: Role", m.added_at
+           from room_members m join users u on u.id = m.user_id
+           where m.room_id = $1
+           order by case m.role when 'owner' then 0 when 'moderator' then 1 else 2 end, lower(u.username)"#,
+        room_id,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Member {
+            user: UserRef {
+                id: r.id,
+                username: r.username,
+                display_name: r.display_name,
+            },
+            role: r.role,
+            added_at: r.added_at,
+        })
+        .collect())
+}
+
+pub async fn role(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<Option<Role>> {
+    sqlx::query_scalar!(
+        r#"select role as "role: Role" from room_members where room_id = $1 and user_id = $2"#,
+        room_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Adds a member or changes its role (never touching an owner row). Returns the member.
+pub async fn upsert(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+    added_by: Option<Uuid>,
+) -> sqlx::Result<Member> {
+    let r = sqlx::query!(
+        r#"with upserted as (
+               insert into room_members (room_id, user_id, role, added_by) values ($1, $2, $3, $4)
+               on conflict (room_id, user_id) do update set role = excluded.role
+               where room_members.role <> 'owner'
+               returning user_id, role, added_at
+           )
+           select u.id, u.username, u.display_name, up.role as "role: Role", up.added_at
+           from upserted up join users u on u.id = up.user_id"#,
+        room_id,
+        user_id,
+        role as Role,
+        added_by,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Member {
+        user: UserRef {
+            id: r.id,
+            username: r.username,
+            display_name: r.display_name,
+        },
+        role: r.role,
+        added_at: r.added_at,
+    })
+}
+
+/// Adds the given users as plain members where they are not members yet.
+pub async fn add_missing(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    user_ids: &[Uuid],
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"insert into room_members (room_id, user_id, role)
+           select $1, unnest($2::uuid[]), 'member'
+           on conflict (room_id, user_id) do nothing"#,
+        room_id,
+        user_ids,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Removes a member; returns whether there was one.
+pub async fn remove(db: impl PgExecutor<'_>, room_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "delete from room_members where room_id = $1 and user_id = $2",
+        room_id,
+        user_id,
+    )
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Moves a member's read position forward to `seq`, capped at the room's `last_seq`. Returns the
+/// stored position and whether it moved, or `None` if the user is not a member.
+pub async fn mark_read(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    user_id: Uuid,
+    seq: i64,
+) -> sqlx::Result<Option<(i64, bool)>> {
+    let row = sqlx::query!(
+        r#"with target as (
+               select m.last_read_seq as old, greatest(m.last_read_seq, least($3, r.last_seq)) as new
+               from room_members m join rooms r on r.id = m.room_id
+               where m.room_id = $1 and m.user_id = $2
+               for update of m
+           ), updated as (
+               update room_members m set last_read_seq = t.new from target t
+               where m.room_id = $1 and m.user_id = $2 and t.new > t.old
+               returning m.last_read_seq
+           )
+           select t.new as "stored!", (t.new > t.old) as "moved!" from target t"#,
+        room_id,
+        user_id,
+        seq,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.stored, r.moved)))
+}

@@ -1,0 +1,215 @@
+//! The `messages` table: storing messages with their per-room `seq`, and reading history pages.
+
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::members::UserRef;
+
+/// A stored message as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Message {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub seq: i64,
+    pub sender: UserRef,
+    pub body: String,
+    pub client_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub edited_at: Option<OffsetDateTime>,
+}
+
+/// A message row joined with its sender, as the queries below return it.
+struct Row {
+    id: Uuid,
+    room_id: Uuid,
+    seq: i64,
+    body: String,
+    client_id: Option<String>,
+    created_at: OffsetDateTime,
+    edited_at: Option<OffsetDateTime>,
+    sender_id: Uuid,
+    username: String,
+    display_name: String,
+}
+
+impl From<Row> for Message {
+    fn from(r: Row) -> Self {
+        Message {
+            id: r.id,
+            room_id: r.room_id,
+            seq: r.seq,
+            sender: UserRef {
+                id: r.sender_id,
+                username: r.username,
+                display_name: r.display_name,
+            },
+            body: r.body,
+            client_id: r.client_id,
+            created_at: r.created_at,
+            edited_at: r.edited_at,
+        }
+    }
+}
+
+/// Which page of a room's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// The newest `limit` messages (with a seq below `before`, when given).
+    Before(Option<i64>),
+    /// The oldest `limit` messages with a seq above this one.
+    After(i64),
+}
+
+/// One page, oldest first, and whether more lie beyond it in the direction of paging.
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// Reads a page by walking the `(room_id, seq)` unique index (forwards for `After`, backwards
+/// otherwise), fetching one row more than asked to learn `has_more` exactly.
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    page: Page,
+    limit: i64,
+) -> sqlx::Result<History> {
+    let mut rows =
+        match page {
+            Page::After(after) => sqlx::query_as!(
+                Row,
+                r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
+                          u.id as sender_id, u.username, u.display_name
+                   from messages m join users u on u.id = m.sender_id
+                   where m.room_id = $1 and m.seq > $2
+                   order by m.seq asc limit $3"#,
+                room_id,
+                after,
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await?,
+            Page::Before(before) => {
+                let mut rows = sqlx::query_as!(
+                Row,
+                r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
+                          u.id as sender_id, u.username, u.display_name
+                   from messages m join users u on u.id = m.sender_id
+                   where m.room_id = $1 and m.seq < $2
+                   order by m.seq desc limit $3"#,
+                room_id,
+                before.unwrap_or(i64::MAX),
+                limit + 1,
+            )
+            .fetch_all(db)
+            .await?;
+                // Newest first from the index; the extra row, if any, is the oldest and goes.
+                rows.truncate(limit as usize + 1);
+                rows.reverse();
+                if rows.len() as i64 > limit {
+                    rows.remove(0);
+                    return Ok(History {
+                        messages: rows.into_iter().map(Message::from).collect(),
+                        has_more: true,
+                    });
+                }
+                rows
+            }
+        };
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok(History {
+        messages: rows.into_iter().map(Message::from).collect(),
+        has_more,
+    })
+}
+
+/// The result of storing a message.
+#[derive(Debug)]
+pub enum Stored {
+    /// Newly committed with the next seq of its room.
+    New(Message),
+    /// The sender already sent this `client_id` to this room: the first copy, nothing stored.
+    Duplicate(Message),
+}
+
+/// Stores one message in its own transaction. The room row's `last_seq` is incremented in the
+/// same statement, which holds the room's row lock until commit: seqs are gap-free and commit in
+/// order, across nodes too.
+pub async fn insert(
+    db: &PgPool,
+    room_id: Uuid,
+    sender_id: Uuid,
+    body: &str,
+    client_id: Option<&str>,
+) -> sqlx::Result<Stored> {
+    if let Some(client_id) = client_id {
+        if let Some(first) = by_client_id(db, room_id, sender_id, client_id).await? {
+            return Ok(Stored::Duplicate(first));
+        }
+    }
+    let inserted = sqlx::query_as!(
+        Row,
+        r#"with next as (
+               update rooms set last_seq = last_seq + 1 where id = $2 returning last_seq
+           ), inserted as (
+               insert into messages (id, room_id, seq, sender_id, body, client_id)
+               select $1, $2, next.last_seq, $3, $4, $5 from next
+               returning id, room_id, seq, body, client_id, created_at, edited_at, sender_id
+           )
+           select i.id, i.room_id, i.seq, i.body, i.client_id, i.created_at, i.edited_at,
+                  i.sender_id, u.username, u.display_name
+           from inserted i join users u on u.id = i.sender_id"#,
+        Uuid::now_v7(),
+        room_id,
+        sender_id,
+        body,
+        client_id,
+    )
+    .fetch_one(db)
+    .await;
+    match (inserted, client_id) {
+        (Ok(row), _) => Ok(Stored::New(row.into())),
+        // A concurrent send with the same client_id won the race; the statement rolled back
+        // whole, so no seq was used up.
+        (Err(err), Some(client_id)) if is_duplicate_client_id(&err) => {
+            by_client_id(db, room_id, sender_id, client_id)
+                .await?
+                .map(Stored::Duplicate)
+                .ok_or(err)
+        }
+        (Err(err), _) => Err(err),
+    }
+}
+
+fn is_duplicate_client_id(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.constraint())
+        .is_some_and(|c| c == "messages_client_id_key")
+}
+
+async fn by_client_id(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    sender_id: Uuid,
+    client_id: &str,
+) -> sqlx::Result<Option<Message>> {
+    let row = sqlx::query_as!(
+        Row,
+        r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
+                  u.id as sender_id, u.username, u.display_name
+           from messages m join users u on u.id = m.sender_id
+           where m.room_id = $1 and m.sender_id = $2 and m.client_id = $3"#,
+        room_id,
+        sender_id,
+        client_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Message::from))
+}

@@ -1,0 +1,236 @@
+//! The `rooms` table.
+
+use serde::Serialize;
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::members::Role;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Public,
+    Private,
+    Direct,
+}
+
+/// A room as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Room {
+    pub id: Uuid,
+    pub name: String,
+    pub visibility: Visibility,
+    pub topic: Option<String>,
+    pub created_by: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub last_seq: i64,
+}
+
+/// A room as `/api/me/rooms` shows it: with the caller's role and read position.
+#[derive(Debug, Serialize)]
+pub struct MyRoom {
+    #[serde(flatten)]
+    pub room: Room,
+    pub role: Role,
+    pub last_read_seq: i64,
+    pub unread: i64,
+}
+
+/// A room and the caller's role in it (`None`: not a member).
+#[derive(Clone, Debug)]
+pub struct RoomAccess {
+    pub room: Room,
+    pub role: Option<Role>,
+}
+
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    name: &str,
+    visibility: Visibility,
+    topic: Option<&str>,
+    created_by: Option<Uuid>,
+) -> sqlx::Result<Room> {
+    sqlx::query_as!(
+        Room,
+        r#"insert into rooms (id, name, visibility, topic, created_by) values ($1, $2, $3, $4, $5)
+           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq"#,
+        Uuid::now_v7(),
+        name,
+        visibility as Visibility,
+        topic,
+        created_by,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Makes sure each named public room exists (startup's `DEFAULT_ROOMS`); existing rooms, of
+/// any visibility, are left alone.
+pub async fn ensure_public(db: impl PgExecutor<'_>, names: &[String]) -> sqlx::Result<u64> {
+    let ids: Vec<Uuid> = names.iter().map(|_| Uuid::now_v7()).collect();
+    let result = sqlx::query!(
+        r#"insert into rooms (id, name, visibility)
+           select id, name, 'public' from unnest($1::uuid[], $2::text[]) as t(id, name)
+           on conflict (name) do nothing"#,
+        &ids,
+        names,
+    )
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Every public room, by name.
+pub async fn list_public(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Room>> {
+    sqlx::query_as!(
+        Room,
+        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
+           from rooms where visibility = 'public' order by name"#,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Every room `user_id` is a member of, by name.
+pub async fn list_for_member(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<MyRoom>> {
+    let rows = sqlx::query!(
+        r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
+                  r.created_at, r.last_seq, m.role as "role: Role", m.last_read_seq
+           from room_members m join rooms r on r.id = m.room_id
+           where m.user_id = $1 order by r.name"#,
+        user_id,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| MyRoom {
+            unread: (r.last_seq - r.last_read_seq).max(0),
+            role: r.role,
+            last_read_seq: r.last_read_seq,
+            room: Room {
+                id: r.id,
+                name: r.name,
+                visibility: r.visibility,
+                topic: r.topic,
+                created_by: r.created_by,
+                created_at: r.created_at,
+                last_seq: r.last_seq,
+            },
+        })
+        .collect())
+}
+
+/// A room by id with `user_id`'s role in it: one query, for every access check.
+pub async fn access_by_id(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<Option<RoomAccess>> {
+    let row = sqlx::query!(
+        r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
+                  r.created_at, r.last_seq, m.role as "role?: Role"
+           from rooms r left join room_members m on m.room_id = r.id and m.user_id = $2
+           where r.id = $1"#,
+        room_id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| RoomAccess {
+        role: r.role,
+        room: Room {
+            id: r.id,
+            name: r.name,
+            visibility: r.visibility,
+            topic: r.topic,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            last_seq: r.last_seq,
+        },
+    }))
+}
+
+/// As `access_by_id`, by name.
+pub async fn access_by_name(
+    db: impl PgExecutor<'_>,
+    name: &str,
+    user_id: Uuid,
+) -> sqlx::Result<Option<RoomAccess>> {
+    let row = sqlx::query!(
+        r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
+                  r.created_at, r.last_seq, m.role as "role?: Role"
+           from rooms r left join room_members m on m.room_id = r.id and m.user_id = $2
+           where r.name = $1"#,
+        name,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| RoomAccess {
+        role: r.role,
+        room: Room {
+            id: r.id,
+            name: r.name,
+            visibility: r.visibility,
+            topic: r.topic,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            last_seq: r.last_seq,
+        },
+    }))
+}
+
+pub async fn set_topic(
+    db: impl PgExecutor<'_>,
+    room_id: Uuid,
+    topic: Option<&str>,
+) -> sqlx::Result<Room> {
+    sqlx::query_as!(
+        Room,
+        r#"update rooms set topic = $2 where id = $1
+           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq"#,
+        room_id,
+        topic,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes a room with its members and messages. Returns whether it existed.
+pub async fn delete(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<bool> {
+    let result = sqlx::query!("delete from rooms where id = $1", room_id)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// The direct room named `name`, created if missing. Safe under concurrency: of two
+/// transactions creating it at once, the second waits on the unique name and then finds the
+/// first one's room.
+pub async fn get_or_create_direct(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    created_by: Uuid,
+) -> sqlx::Result<Room> {
+    sqlx::query!(
+        r#"insert into rooms (id, name, visibility, created_by) values ($1, $2, 'direct', $3)
+           on conflict (name) do nothing"#,
+        Uuid::now_v7(),
+        name,
+        created_by,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query_as!(
+        Room,
+        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
+           from rooms where name = $1"#,
+        name,
+    )
+    .fetch_one(&mut *tx)
+    .await
+}

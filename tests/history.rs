@@ -1,0 +1,243 @@
+//! History pages and read state over REST, and the index that serves them.
+
+mod common;
+
+use common::{spawn_app, Session, TestApp};
+use serde_json::{json, Value};
+
+async fn page(app: &TestApp, who: &Session, room: &Value, query: &str) -> Value {
+    let path = format!(
+        "/api/rooms/{}/messages{query}",
+        room["id"].as_str().unwrap()
+    );
+    app.get(&path, Some(&who.access)).await.ok(200).clone()
+}
+
+fn seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn seqs_run_1_2_3_per_room_without_gaps() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let a = app.create_room(&ann, "alpha", "public").await;
+    let b = app.create_room(&ann, "beta", "public").await;
+    app.seed_messages(&a, &ann, 3).await;
+    app.seed_messages(&b, &ann, 2).await;
+    app.seed_messages(&a, &ann, 2).await;
+    assert_eq!(seqs(&page(&app, &ann, &a, "").await), [1, 2, 3, 4, 5]);
+    assert_eq!(seqs(&page(&app, &ann, &b, "").await), [1, 2]);
+    let room = app
+        .get(
+            &format!("/api/rooms/{}", a["id"].as_str().unwrap()),
+            Some(&ann.access),
+        )
+        .await;
+    assert_eq!(room.ok(200)["last_seq"], 5);
+}
+
+#[tokio::test]
+async fn concurrent_senders_get_distinct_gap_free_seqs() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let room = app.create_room(&ann, "busy", "public").await;
+    let room_id: uuid::Uuid = room["id"].as_str().unwrap().parse().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let db = app.db.clone();
+        let sender = ann.id;
+        tasks.push(tokio::spawn(async move {
+            huddle::store::messages::insert(&db, room_id, sender, &format!("m{i}"), None)
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = page(&app, &ann, &room, "?limit=200").await;
+    assert_eq!(seqs(&all), (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_message_has_exactly_the_contracts_fields() {
+    let app = spawn_app().await;
+    let bea = app.register("bea").await;
+    let room = app.create_room(&bea, "shape", "public").await;
+    app.seed_messages(&room, &bea, 1).await;
+    let m = page(&app, &bea, &room, "").await["messages"][0].clone();
+    let mut keys: Vec<&String> = m.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "body",
+            "client_id",
+            "created_at",
+            "edited_at",
+            "id",
+            "room_id",
+            "sender",
+            "seq"
+        ]
+    );
+    assert_eq!(m["room_id"], room["id"]);
+    assert_eq!(
+        m["sender"],
+        json!({"id": bea.id, "username": "bea", "display_name": "bea"})
+    );
+    assert_eq!(m["body"], "message 1");
+    assert_eq!(m["client_id"], Value::Null);
+    assert_eq!(m["edited_at"], Value::Null);
+    let id: uuid::Uuid = m["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(id.get_version_num(), 7);
+}
+
+#[tokio::test]
+async fn pages_walk_backwards_and_forwards_with_exact_has_more() {
+    let app = spawn_app().await;
+    let cy = app.register("cyd").await;
+    let room = app.create_room(&cy, "pages", "public").await;
+    app.seed_messages(&room, &cy, 12).await;
+
+    let newest = page(&app, &cy, &room, "?limit=5").await;
+    assert_eq!(seqs(&newest), [8, 9, 10, 11, 12]);
+    assert_eq!(newest["has_more"], true);
+    let older = page(&app, &cy, &room, "?limit=5&before=8").await;
+    assert_eq!(seqs(&older), [3, 4, 5, 6, 7]);
+    assert_eq!(older["has_more"], true);
+    let oldest = page(&app, &cy, &room, "?limit=5&before=3").await;
+    assert_eq!(seqs(&oldest), [1, 2]);
+    assert_eq!(oldest["has_more"], false);
+    let exact = page(&app, &cy, &room, "?limit=7&before=8").await;
+    assert_eq!(seqs(&exact), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(
+        exact["has_more"], false,
+        "exactly the rest: nothing older remains"
+    );
+
+    let first = page(&app, &cy, &room, "?after=0&limit=5").await;
+    assert_eq!(seqs(&first), [1, 2, 3, 4, 5]);
+    assert_eq!(first["has_more"], true);
+    let last = page(&app, &cy, &room, "?after=7&limit=5").await;
+    assert_eq!(seqs(&last), [8, 9, 10, 11, 12]);
+    assert_eq!(last["has_more"], false);
+    let beyond = page(&app, &cy, &room, "?after=12").await;
+    assert_eq!(seqs(&beyond), Vec::<i64>::new());
+    assert_eq!(beyond["has_more"], false);
+
+    let default = page(&app, &cy, &room, "").await;
+    assert_eq!(seqs(&default).len(), 12);
+    assert_eq!(default["has_more"], false);
+}
+
+#[tokio::test]
+async fn bad_page_parameters_are_invalid_input() {
+    let app = spawn_app().await;
+    let dee = app.register("dee").await;
+    let room = app.create_room(&dee, "params", "public").await;
+    for (query, field) in [
+        ("?before=1&after=1", "after"),
+        ("?limit=0", "limit"),
+        ("?limit=201", "limit"),
+        ("?limit=ten", "limit"),
+        ("?before=-1", "before"),
+        ("?after=1.5", "after"),
+        ("?after=", "after"),
+    ] {
+        let path = format!(
+            "/api/rooms/{}/messages{query}",
+            room["id"].as_str().unwrap()
+        );
+        let reply = app.get(&path, Some(&dee.access)).await;
+        assert!(
+            reply.error(400, "invalid_input")["fields"][field].is_string(),
+            "{query}: {}",
+            reply.body
+        );
+    }
+}
+
+async fn assert_read(app: &TestApp, who: &Session, n: i64) {
+    let mine = app.get("/api/me/rooms", Some(&who.access)).await;
+    let r = mine.ok(200)["rooms"][0].clone();
+    assert_eq!(r["last_read_seq"], n);
+    assert_eq!(r["unread"], 4 - n);
+}
+
+#[tokio::test]
+async fn read_positions_move_forward_only_and_stop_at_last_seq() {
+    let app = spawn_app().await;
+    let eli = app.register("eli").await;
+    let room = app.create_room(&eli, "reading", "private").await;
+    app.seed_messages(&room, &eli, 4).await;
+    let path = format!("/api/rooms/{}/read", room["id"].as_str().unwrap());
+    app.put(&path, Some(&eli.access), json!({"seq": 2}))
+        .await
+        .ok(204);
+    assert_read(&app, &eli, 2).await;
+    app.put(&path, Some(&eli.access), json!({"seq": 1}))
+        .await
+        .ok(204);
+    assert_read(&app, &eli, 2).await;
+    app.put(&path, Some(&eli.access), json!({"seq": 99}))
+        .await
+        .ok(204);
+    assert_read(&app, &eli, 4).await;
+    for bad in [
+        json!({"seq": -1}),
+        json!({"seq": "3"}),
+        json!({"seq": 1.5}),
+        json!({}),
+    ] {
+        app.put(&path, Some(&eli.access), bad)
+            .await
+            .error(400, "invalid_input");
+    }
+}
+
+#[tokio::test]
+async fn a_public_rooms_non_member_cannot_mark_it_read() {
+    let app = spawn_app().await;
+    let fin = app.register("fin").await;
+    let guy = app.register("guy").await;
+    let room = app.create_room(&fin, "square", "public").await;
+    let path = format!("/api/rooms/{}/read", room["id"].as_str().unwrap());
+    app.put(&path, Some(&guy.access), json!({"seq": 0}))
+        .await
+        .error(403, "forbidden");
+    // ...but may read its history.
+    page(&app, &guy, &room, "").await;
+}
+
+#[tokio::test]
+async fn history_pages_are_served_by_the_room_seq_index() {
+    let app = spawn_app().await;
+    let hue = app.register("hue").await;
+    let room = app.create_room(&hue, "indexed", "public").await;
+    app.seed_messages(&room, &hue, 3).await;
+    let mut conn = app.db.acquire().await.unwrap();
+    sqlx::query("set enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for (order, cmp) in [("desc", "<"), ("asc", ">")] {
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "explain select * from messages where room_id = $1 and seq {cmp} $2 order by seq {order} limit 51"
+        ))
+        .bind(uuid::Uuid::parse_str(room["id"].as_str().unwrap()).unwrap())
+        .bind(10_i64)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("messages_room_seq_key"), "{plan}");
+        assert!(!plan.contains("Sort"), "no sort step: {plan}");
+    }
+}

@@ -173,6 +173,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Tokens>
             tx.commit().await?;
             if was_live {
                 tracing::warn!(user.id = %user_id, session.id = %session_id, "refresh token reused; session revoked");
+                state.realtime.disconnect_sessions(&[session_id]).await;
             }
             Err(AppError::UnauthorizedBecause(
                 "this refresh token was already used; the session is revoked",
@@ -187,6 +188,10 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Tokens>
 /// Ends the caller's session: its tokens stop working and its sockets are disconnected.
 pub async fn logout(state: &AppState, caller: &AuthUser) -> AppResult<()> {
     store::sessions::revoke(&state.db, caller.session_id, RevokeReason::Logout).await?;
+    state
+        .realtime
+        .disconnect_sessions(&[caller.session_id])
+        .await;
     Ok(())
 }
 
@@ -235,6 +240,7 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    state.realtime.disconnect_sessions(&revoked).await;
     Ok(())
 }
 

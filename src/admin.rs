@@ -53,6 +53,7 @@ pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppR
         .await?;
     }
     tx.commit().await?;
+    state.realtime.disconnect_user(user_id).await;
     tracing::info!(user.id = %user_id, admin.id = %caller.id(), "user disabled");
     Ok(revoked)
 }

@@ -20,8 +20,11 @@ use crate::{
     config::Config,
     error::AppError,
     http,
-    limits::AuthLimits,
+    limits::{AuthLimits, MessageLimits},
+    metrics::Metrics,
+    realtime::Realtime,
     store,
+    writer::Writer,
 };
 
 /// Everything a handler may need. Cheap to clone; built once per server.
@@ -32,6 +35,10 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub passwords: Passwords,
     pub auth_limits: Arc<AuthLimits>,
+    pub message_limits: Arc<MessageLimits>,
+    pub metrics: Arc<Metrics>,
+    pub realtime: Realtime,
+    pub writer: Writer,
 }
 
 impl AppState {
@@ -45,25 +52,59 @@ impl AppState {
         Ok(state)
     }
 
+    /// Builds the state around a pool and starts the message writer and the Socket.IO
+    /// namespace. Needs a tokio runtime.
     pub fn with_pool(config: Config, db: PgPool) -> Self {
-        AppState {
+        let metrics = Arc::new(Metrics::default());
+        let realtime = Realtime::new(&config, metrics.clone());
+        let publisher = realtime.clone();
+        let writer = Writer::start(
+            db.clone(),
+            metrics.clone(),
+            Arc::new(move |committed| {
+                let publisher = publisher.clone();
+                Box::pin(async move { publisher.publish(committed).await })
+            }),
+        );
+        let state = AppState {
             keys: Arc::new(Keys::new(&config.jwt_secret.0, config.access_token_ttl)),
             passwords: Passwords::new(config.password_hash_concurrency),
             auth_limits: AuthLimits::new(config.auth_rate),
+            message_limits: MessageLimits::new(config.message_rate, config.message_burst),
             config: Arc::new(config),
             db,
-        }
+            metrics,
+            realtime,
+            writer,
+        };
+        Realtime::start(&state);
+        state
     }
 }
 
 /// The whole HTTP surface with its middleware.
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
+    let socket_io = state.realtime.layer();
+    let metrics = state.metrics.clone();
     http::router()
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: axum::middleware::Next| {
+                let metrics = metrics.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let response = next.run(req).await;
+                    metrics.http_requests.observe(started.elapsed());
+                    response
+                }
+            },
+        ))
+        // Socket.IO takes /socket.io/ on the same port, inside CORS for browsers' long-polling.
+        .layer(socket_io)
         .layer(cors(&config))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Named by the route template, not the path, so ids do not explode cardinality.

@@ -10,11 +10,12 @@ use crate::{
     error::{AppError, AppResult},
     store::{
         self, audit,
-        members::{Member, Role},
+        members::{Member, Role, UserRef},
         messages::{History, Page},
         rooms::{MyRoom, Room, RoomAccess, Visibility},
     },
     validate,
+    writer::RoomRef,
 };
 
 /// Bounds of history pages.
@@ -216,6 +217,7 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
     .await?;
     tx.commit().await?;
     tracing::info!(room.id = %room_id, user.id = %caller.id(), "room deleted");
+    state.realtime.room_deleted(&room_ref(&access.room)).await;
     Ok(access.room)
 }
 
@@ -324,6 +326,9 @@ pub async fn remove_member(
         "remove_member",
     )
     .await?;
+    let user = store::users::find(&state.db, user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
 
     let mut tx = state.db.begin().await?;
     if !store::members::remove(&mut *tx, room_id, user_id).await? {
@@ -339,6 +344,15 @@ pub async fn remove_member(
     )
     .await?;
     tx.commit().await?;
+    let user = UserRef {
+        id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+    };
+    state
+        .realtime
+        .remove_member(&room_ref(&access.room), &user, removal)
+        .await;
     Ok((access.room, removal))
 }
 
@@ -449,6 +463,31 @@ pub async fn mark_read(
         .await?
         .ok_or_else(AppError::forbidden)?;
     Ok((access.room, stored, moved))
+}
+
+/// `PUT /api/rooms/{id}/read`: as `mark_read`, then every socket of the user hears the stored
+/// position if it moved.
+pub async fn mark_read_everywhere(
+    state: &AppState,
+    caller: &AuthUser,
+    room_id: Uuid,
+    seq: i64,
+) -> AppResult<()> {
+    let (room, stored, moved) = mark_read(state, caller, room_id, seq).await?;
+    if moved {
+        state
+            .realtime
+            .read_moved(caller.id(), &room_ref(&room), stored)
+            .await;
+    }
+    Ok(())
+}
+
+pub fn room_ref(room: &Room) -> RoomRef {
+    RoomRef {
+        id: room.id,
+        name: room.name.clone(),
+    }
 }
 
 #[cfg(test)]

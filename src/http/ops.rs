@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 /// `GET /healthz`: 200 while the process runs.
@@ -33,4 +34,17 @@ async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
         }
         Err(_) => Err(AppError::Unavailable("the database")),
     }
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(
+    State(state): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
 }

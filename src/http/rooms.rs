@@ -197,6 +197,6 @@ async fn mark_read(
         _ => None,
     }
     .ok_or_else(|| crate::error::AppError::invalid_field("seq", "must be an integer >= 0"))?;
-    rooms::mark_read(&state, &caller, id, seq).await?;
+    rooms::mark_read_everywhere(&state, &caller, id, seq).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -213,3 +213,194 @@ async fn by_client_id(
     .await?;
     Ok(row.map(Message::from))
 }
+
+/// A message to store as part of a batch.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub sender_id: Uuid,
+    pub body: String,
+    pub client_id: Option<String>,
+}
+
+/// What became of each message of a batch, in the batch's order.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    Stored(Stored),
+    /// The room was deleted before the message could be stored.
+    NoRoom,
+}
+
+/// Stores a batch in one transaction: one query finds earlier copies of repeated `client_id`s,
+/// one locks the batch's rooms (in id order, so concurrent writers on other nodes cannot
+/// deadlock) and reserves a block of seqs per room, and one `insert ... select from unnest`
+/// writes every new message. Seqs follow the batch order within each room.
+///
+/// A unique violation (a concurrent copy of a `client_id` on another node) fails the whole
+/// batch; the caller then stores its messages one by one.
+pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec<BatchOutcome>> {
+    use std::collections::HashMap;
+
+    let mut tx = db.begin().await?;
+
+    // 1. Earlier copies of any client_id in the batch.
+    let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_id.is_some()).collect();
+    let mut earlier: HashMap<(Uuid, Uuid, String), Message> = HashMap::new();
+    if !keyed.is_empty() {
+        let rooms: Vec<Uuid> = keyed.iter().map(|m| m.room_id).collect();
+        let senders: Vec<Uuid> = keyed.iter().map(|m| m.sender_id).collect();
+        let client_ids: Vec<String> = keyed.iter().filter_map(|m| m.client_id.clone()).collect();
+        let rows = sqlx::query_as!(
+            Row,
+            r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
+                      u.id as sender_id, u.username, u.display_name
+               from messages m
+               join unnest($1::uuid[], $2::uuid[], $3::text[]) as k(room_id, sender_id, client_id)
+                 on m.room_id = k.room_id and m.sender_id = k.sender_id and m.client_id = k.client_id
+               join users u on u.id = m.sender_id"#,
+            &rooms,
+            &senders,
+            &client_ids,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let message = Message::from(row);
+            let key = (
+                message.room_id,
+                message.sender.id,
+                message.client_id.clone().unwrap_or_default(),
+            );
+            earlier.insert(key, message);
+        }
+    }
+
+    // 2. Which messages are new: not seen before, and not a repeat within this batch.
+    enum Plan {
+        New(usize),
+        Earlier((Uuid, Uuid, String)),
+        SameBatch(usize),
+    }
+    let mut plans = Vec::with_capacity(batch.len());
+    let mut fresh: Vec<&NewMessage> = Vec::new();
+    let mut first_in_batch: HashMap<(Uuid, Uuid, String), usize> = HashMap::new();
+    for m in batch {
+        let key = m
+            .client_id
+            .as_ref()
+            .map(|c| (m.room_id, m.sender_id, c.clone()));
+        match key {
+            Some(k) if earlier.contains_key(&k) => plans.push(Plan::Earlier(k)),
+            Some(k) if first_in_batch.contains_key(&k) => {
+                plans.push(Plan::SameBatch(first_in_batch[&k]))
+            }
+            key => {
+                if let Some(k) = key {
+                    first_in_batch.insert(k, fresh.len());
+                }
+                plans.push(Plan::New(fresh.len()));
+                fresh.push(m);
+            }
+        }
+    }
+
+    // 3. Reserve seqs: lock the rooms in id order, then add each room's count to last_seq.
+    let mut counts: HashMap<Uuid, i64> = HashMap::new();
+    for m in &fresh {
+        *counts.entry(m.room_id).or_default() += 1;
+    }
+    let mut room_ids: Vec<Uuid> = counts.keys().copied().collect();
+    room_ids.sort();
+    let room_counts: Vec<i64> = room_ids.iter().map(|id| counts[id]).collect();
+    let reserved = if room_ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query!(
+            r#"with locked as (
+                   select id from rooms where id = any($1) order by id for update
+               )
+               update rooms r set last_seq = r.last_seq + c.n
+               from unnest($1::uuid[], $2::bigint[]) as c(id, n), locked l
+               where r.id = c.id and l.id = c.id
+               returning r.id, r.last_seq - c.n as "first_before!""#,
+            &room_ids,
+            &room_counts,
+        )
+        .fetch_all(&mut *tx)
+        .await?
+    };
+    let mut next_seq: HashMap<Uuid, i64> = reserved
+        .into_iter()
+        .map(|r| (r.id, r.first_before))
+        .collect();
+
+    // 4. Insert the new messages of rooms that still exist, with their seqs.
+    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(fresh.len());
+    for m in &fresh {
+        seqs.push(next_seq.get_mut(&m.room_id).map(|s| {
+            *s += 1;
+            *s
+        }));
+    }
+    let insertable: Vec<(usize, &NewMessage, i64)> = fresh
+        .iter()
+        .zip(&seqs)
+        .enumerate()
+        .filter_map(|(i, (m, seq))| seq.map(|s| (i, *m, s)))
+        .collect();
+    let mut stored: HashMap<usize, Message> = HashMap::new();
+    if !insertable.is_empty() {
+        let ids: Vec<Uuid> = insertable.iter().map(|(_, m, _)| m.id).collect();
+        let rooms: Vec<Uuid> = insertable.iter().map(|(_, m, _)| m.room_id).collect();
+        let seq_values: Vec<i64> = insertable.iter().map(|(_, _, s)| *s).collect();
+        let senders: Vec<Uuid> = insertable.iter().map(|(_, m, _)| m.sender_id).collect();
+        let bodies: Vec<String> = insertable.iter().map(|(_, m, _)| m.body.clone()).collect();
+        let client_ids: Vec<Option<String>> = insertable
+            .iter()
+            .map(|(_, m, _)| m.client_id.clone())
+            .collect();
+        let rows = sqlx::query_as!(
+            Row,
+            r#"with inserted as (
+                   insert into messages (id, room_id, seq, sender_id, body, client_id)
+                   select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
+                   returning id, room_id, seq, body, client_id, created_at, edited_at, sender_id
+               )
+               select i.id as "id!", i.room_id as "room_id!", i.seq as "seq!", i.body as "body!",
+                      i.client_id, i.created_at as "created_at!", i.edited_at,
+                      u.id as sender_id, u.username, u.display_name
+               from inserted i join users u on u.id = i.sender_id"#,
+            &ids,
+            &rooms,
+            &seq_values,
+            &senders,
+            &bodies,
+            &client_ids as &[Option<String>],
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let position: HashMap<Uuid, usize> =
+            insertable.iter().map(|(i, m, _)| (m.id, *i)).collect();
+        for row in rows {
+            let message = Message::from(row);
+            if let Some(i) = position.get(&message.id) {
+                stored.insert(*i, message);
+            }
+        }
+    }
+    tx.commit().await?;
+
+    Ok(plans
+        .into_iter()
+        .map(|plan| match plan {
+            Plan::New(i) => stored.get(&i).cloned().map_or(BatchOutcome::NoRoom, |m| {
+                BatchOutcome::Stored(Stored::New(m))
+            }),
+            Plan::SameBatch(i) => stored.get(&i).cloned().map_or(BatchOutcome::NoRoom, |m| {
+                BatchOutcome::Stored(Stored::Duplicate(m))
+            }),
+            Plan::Earlier(k) => BatchOutcome::Stored(Stored::Duplicate(earlier[&k].clone())),
+        })
+        .collect())
+}

@@ -1,0 +1,92 @@
+//! The connection handshake: the access token is checked exactly as on REST before the socket
+//! exists; a refused client gets `connect_error` with message `unauthorized`.
+
+use serde_json::{json, Value};
+use socketioxide::{
+    extract::{SocketRef, TryData},
+    handler::ConnectHandler,
+    ParserError,
+};
+
+use super::{inbound, session_channel, user_channel};
+use crate::{
+    app::AppState,
+    auth::{self, AuthUser},
+    error::AppError,
+};
+
+/// Why a connection was refused; its text is the client's `connect_error` message.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("unavailable")]
+    Unavailable,
+}
+
+pub(super) fn register(state: &AppState) {
+    let st = state.clone();
+    let authenticate = move |s: SocketRef, TryData(auth): TryData<Value>| {
+        let st = st.clone();
+        async move { admit(st, s, auth).await }
+    };
+    let st = state.clone();
+    let connected = move |s: SocketRef| {
+        let st = st.clone();
+        async move {
+            if let Some(conn) = s.extensions.get::<inbound::Conn>() {
+                let _ = s.emit("session", &json!({ "user": conn.auth.user }));
+            }
+            tracing::debug!(socket.id = %s.id, "socket connected");
+            drop(st);
+        }
+    };
+    state.realtime.io().ns("/", connected.with(authenticate));
+}
+
+/// The token comes from the handshake's `auth.token`, or an `Authorization: Bearer` header.
+fn token(s: &SocketRef, auth: &Result<Value, ParserError>) -> Option<String> {
+    let from_auth = auth
+        .as_ref()
+        .ok()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    from_auth.or_else(|| auth::bearer_token(&s.req_parts().headers).map(str::to_owned))
+}
+
+/// Runs before the client is told it is connected, so everything a client event needs is in
+/// place before its first event can arrive.
+async fn admit(
+    state: AppState,
+    s: SocketRef,
+    auth: Result<Value, ParserError>,
+) -> Result<(), Refused> {
+    let token = token(&s, &auth).ok_or(Refused::Unauthorized)?;
+    let user: AuthUser = auth::authenticate(&state, &token)
+        .await
+        .map_err(|e| match e {
+            AppError::Unavailable(_) => Refused::Unavailable,
+            _ => Refused::Unauthorized,
+        })?;
+    s.join(vec![
+        user_channel(user.id()),
+        session_channel(user.session_id),
+    ]);
+    let conn = inbound::open(state.clone(), s.clone(), user);
+    s.extensions.insert(conn);
+    s.on_fallback(|_: inbound::Inbound| async {});
+    let metrics = state.metrics.clone();
+    s.on_disconnect(move |s: SocketRef| {
+        let metrics = metrics.clone();
+        async move {
+            metrics.sockets_connected.dec();
+            let rooms: Vec<String> = s.rooms().into_iter().map(|r| r.to_string()).collect();
+            if let Some(conn) = s.extensions.get::<inbound::Conn>() {
+                conn.disconnected(rooms).await;
+            }
+        }
+    });
+    state.metrics.sockets_connected.inc();
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Per-socket ordering of client events.
+//!
+//! socketioxide runs each event handler as its own task, so two events of one socket can finish
+//! in either order. The contract needs a socket's sends committed in the order it sent them,
+//! and a `joinRoom` emitted just before a `sendMessage` should apply first. socketioxide does
+//! extract handler arguments synchronously, in packet order, before it spawns the handler:
+//! the `Inbound` extractor below uses that moment to push the event onto the socket's queue, and
+//! one task per socket takes events off the queue in order. Sends are only *queued* to the
+//! message writer by that task, so a socket's commits still pipeline.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::Value as Json;
+use socketioxide::{
+    adapter::LocalAdapter,
+    extract::{AckSender, Event, SocketRef, TryData},
+    handler::{FromMessage, FromMessageParts, Value},
+    socket::Socket,
+};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::events;
+use crate::{
+    app::AppState, auth::AuthUser, error::AppError, store::members::UserRef, writer::RoomRef,
+};
+
+/// Events a socket may have waiting before further ones are refused.
+const INBOX: usize = 256;
+
+pub(crate) enum Cmd {
+    Event {
+        name: String,
+        data: Json,
+        ack: AckSender,
+    },
+    /// The socket is gone; these were its Socket.IO rooms.
+    Disconnected(Vec<String>),
+}
+
+/// What a connected socket carries: its identity, its queue, and the chat rooms it joined.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    pub auth: AuthUser,
+    inbox: mpsc::Sender<Cmd>,
+    /// Chat rooms this socket joined, by id (kept to resolve names without a query).
+    joined: Arc<Mutex<HashMap<Uuid, RoomRef>>>,
+}
+
+impl Conn {
+    pub fn user_ref(&self) -> UserRef {
+        UserRef {
+            id: self.auth.user.id,
+            username: self.auth.user.username.clone(),
+            display_name: self.auth.user.display_name.clone(),
+        }
+    }
+
+    pub fn remember(&self, room: RoomRef) {
+        if let Ok(mut joined) = self.joined.lock() {
+            joined.insert(room.id, room);
+        }
+    }
+
+    pub fn forget(&self, room: Uuid) {
+        if let Ok(mut joined) = self.joined.lock() {
+            joined.remove(&room);
+        }
+    }
+
+    /// A joined room named by id or name, as the client wrote it.
+    pub fn find(&self, room: &str) -> Option<RoomRef> {
+        let joined = self.joined.lock().ok()?;
+        if let Ok(id) = room.parse::<Uuid>() {
+            if let Some(r) = joined.get(&id) {
+                return Some(r.clone());
+            }
+        }
+        joined.values().find(|r| r.name == room).cloned()
+    }
+
+    pub async fn disconnected(&self, rooms: Vec<String>) {
+        let _ = self.inbox.send(Cmd::Disconnected(rooms)).await;
+    }
+}
+
+/// Creates a socket's connection context and starts its event task.
+pub(crate) fn open(state: AppState, socket: SocketRef, auth: AuthUser) -> Conn {
+    let (inbox, rx) = mpsc::channel(INBOX);
+    let conn = Conn {
+        auth,
+        inbox,
+        joined: Arc::default(),
+    };
+    tokio::spawn(run(state, socket, conn.clone(), rx));
+    conn
+}
+
+async fn run(state: AppState, socket: SocketRef, conn: Conn, mut rx: mpsc::Receiver<Cmd>) {
+    let ctx = events::Ctx {
+        state,
+        socket,
+        conn,
+    };
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::Event { name, data, ack } => {
+                // Events still queued when the socket went away are dropped, not half-done.
+                if ctx.socket.connected() {
+                    events::handle(&ctx, &name, data, ack).await;
+                }
+            }
+            Cmd::Disconnected(rooms) => {
+                events::disconnected(&ctx, rooms).await;
+                break;
+            }
+        }
+    }
+}
+
+/// The extractor that queues the event, in arrival order. It never fails for a connected
+/// socket (a socket without `Conn` did not pass the handshake).
+pub(crate) struct Inbound;
+
+#[derive(Debug, thiserror::Error)]
+#[error("event from a socket without a connection context")]
+pub(crate) struct NoConn;
+
+impl FromMessage<LocalAdapter> for Inbound {
+    type Error = NoConn;
+
+    fn from_message(
+        s: Arc<Socket<LocalAdapter>>,
+        mut v: Value,
+        ack_id: Option<i64>,
+    ) -> Result<Self, NoConn> {
+        let conn = s.extensions.get::<Conn>().ok_or(NoConn)?;
+        let name =
+            Event::from_message_parts(&s, &mut v, &ack_id).map_or_else(|_| String::new(), |e| e.0);
+        let Ok(TryData(data)) = TryData::<Json>::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        // No argument at all reads as null, which each event then refuses or accepts.
+        let data = data.unwrap_or(Json::Null);
+        if let Err(mpsc::error::TrySendError::Full(Cmd::Event { ack, .. })) =
+            conn.inbox.try_send(Cmd::Event { name, data, ack })
+        {
+            events::reply::<()>(
+                ack,
+                Err(AppError::RateLimited {
+                    message: "too many requests waiting on this socket".into(),
+                    retry_after: std::time::Duration::from_millis(100),
+                }),
+            );
+        }
+        Ok(Inbound)
+    }
+}

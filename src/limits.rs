@@ -156,6 +156,54 @@ fn spawn_cleanup(limits: Weak<AuthLimits>) {
     });
 }
 
+/// The per-user limit shared by `sendMessage`, `directMessage` and `typing`: `MESSAGE_RATE` per
+/// second with bursts of `MESSAGE_BURST`. `MESSAGE_RATE=0` turns it off.
+pub struct MessageLimits {
+    local: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
+    clock: DefaultClock,
+}
+
+impl MessageLimits {
+    pub fn new(rate: u32, burst: u32) -> Arc<Self> {
+        let local = NonZeroU32::new(rate).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        let limits = Arc::new(MessageLimits {
+            local,
+            clock: DefaultClock::default(),
+        });
+        if limits.local.is_some() {
+            let weak = Arc::downgrade(&limits);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(limits) = weak.upgrade() else { break };
+                    if let Some(l) = &limits.local {
+                        l.retain_recent();
+                    }
+                }
+            });
+        }
+        limits
+    }
+
+    /// Takes one event from the user's bucket, or says how long to wait.
+    pub async fn check(&self, user: uuid::Uuid) -> Result<(), AppError> {
+        let Some(limiter) = &self.local else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&user)
+            .map_err(|not_until| AppError::RateLimited {
+                message: "too many messages; slow down".to_owned(),
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,53 +255,5 @@ mod tests {
             let attempt = limits.login_attempt("dave").unwrap();
             limits.failed(attempt);
         }
-    }
-}
-
-/// The per-user limit shared by `sendMessage`, `directMessage` and `typing`: `MESSAGE_RATE` per
-/// second with bursts of `MESSAGE_BURST`. `MESSAGE_RATE=0` turns it off.
-pub struct MessageLimits {
-    local: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
-    clock: DefaultClock,
-}
-
-impl MessageLimits {
-    pub fn new(rate: u32, burst: u32) -> Arc<Self> {
-        let local = NonZeroU32::new(rate).map(|rate| {
-            let burst = NonZeroU32::new(burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        let limits = Arc::new(MessageLimits {
-            local,
-            clock: DefaultClock::default(),
-        });
-        if limits.local.is_some() {
-            let weak = Arc::downgrade(&limits);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(limits) = weak.upgrade() else { break };
-                    if let Some(l) = &limits.local {
-                        l.retain_recent();
-                    }
-                }
-            });
-        }
-        limits
-    }
-
-    /// Takes one event from the user's bucket, or says how long to wait.
-    pub async fn check(&self, user: uuid::Uuid) -> Result<(), AppError> {
-        let Some(limiter) = &self.local else {
-            return Ok(());
-        };
-        limiter
-            .check_key(&user)
-            .map_err(|not_until| AppError::RateLimited {
-                message: "too many messages; slow down".to_owned(),
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            })
     }
 }

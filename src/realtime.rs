@@ -173,7 +173,7 @@ impl Realtime {
                 }
             }
         }
-        users.sort_by(|a, b| a.username.to_lowercase().cmp(&b.username.to_lowercase()));
+        users.sort_by_key(|u| u.username.to_lowercase());
         users
     }
 

@@ -149,12 +149,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let realtime = state.realtime.clone();
     let app = router(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Sockets (long-polling ones included) would otherwise hold the shutdown open.
+        realtime.close().await;
+    })
     .await?;
     Ok(())
 }

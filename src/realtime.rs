@@ -201,21 +201,8 @@ impl Realtime {
     /// Takes a removed member's sockets out of the room: they get `removed`, leave it, and the
     /// room hears that the user left.
     pub async fn remove_member(&self, room: &RoomRef, user: &UserRef, removal: Removal) {
-        if !self.open() {
-            return;
-        }
-        let presence = presence_channel(room.id, user.id);
-        let had_sockets = self.sockets_in_room(room.id, user.id).await > 0;
         let removed = json!({ "room": room, "reason": removal.as_str() });
-        self.emit(vec![presence.clone()], "removed", &removed).await;
-        if let Err(err) = self
-            .io
-            .to(presence.clone())
-            .leave(vec![room_channel(room.id), presence])
-            .await
-        {
-            tracing::warn!(error = %err, "removing sockets from a room failed");
-        }
+        let had_sockets = self.evict(presence_channel(room.id, user.id), room, &removed);
         if had_sockets {
             let presence = Presence {
                 room,
@@ -229,15 +216,27 @@ impl Realtime {
 
     /// A deleted room's sockets get `removed` and leave it.
     pub async fn room_deleted(&self, room: &RoomRef) {
-        if !self.open() {
-            return;
-        }
-        let channel = room_channel(room.id);
         let removed = json!({ "room": room, "reason": "room_deleted" });
-        self.emit(vec![channel.clone()], "removed", &removed).await;
-        if let Err(err) = self.io.to(channel.clone()).leave(channel).await {
-            tracing::warn!(error = %err, "emptying a deleted room failed");
+        self.evict(room_channel(room.id), room, &removed);
+    }
+
+    /// Every socket in `channel` gets `removed` and leaves `room`, keeping each socket's own
+    /// record of its rooms right. Returns whether there was any.
+    fn evict(&self, channel: String, room: &RoomRef, removed: &serde_json::Value) -> bool {
+        if !self.open() {
+            return false;
         }
+        let sockets = self.io.to(channel).sockets();
+        for socket in &sockets {
+            let _ = socket.emit("removed", removed);
+            let mut channels = vec![room_channel(room.id)];
+            if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
+                channels.push(presence_channel(room.id, conn.auth.id()));
+                conn.forget(room.id);
+            }
+            socket.leave(channels);
+        }
+        !sockets.is_empty()
     }
 
     /// Tells a user's sockets where they have read up to in a room.

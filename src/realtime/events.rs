@@ -315,21 +315,11 @@ async fn leave_room(ctx: &Ctx, room: &RoomRef) {
 }
 
 /// The socket is gone: the rooms it was in hear that its user left, where it was the last one.
-pub(crate) async fn disconnected(ctx: &Ctx, rooms: Vec<String>) {
+pub(crate) async fn disconnected(ctx: &Ctx) {
+    let rooms = ctx.conn.rooms();
     ctx.socket.leave_all();
-    for channel in rooms {
-        let Some(id) = channel
-            .strip_prefix("room:")
-            .and_then(|id| id.parse::<Uuid>().ok())
-        else {
-            continue;
-        };
-        let name = ctx
-            .conn
-            .find(&id.to_string())
-            .map(|r| r.name)
-            .unwrap_or_default();
-        leave_room(ctx, &RoomRef { id, name }).await;
+    for room in rooms {
+        leave_room(ctx, &room).await;
     }
 }
 

@@ -81,9 +81,8 @@ async fn admit(
         let metrics = metrics.clone();
         async move {
             metrics.sockets_connected.dec();
-            let rooms: Vec<String> = s.rooms().into_iter().map(|r| r.to_string()).collect();
             if let Some(conn) = s.extensions.get::<inbound::Conn>() {
-                conn.disconnected(rooms).await;
+                conn.disconnected().await;
             }
         }
     });

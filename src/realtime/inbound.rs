@@ -10,7 +10,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use serde_json::Value as Json;
@@ -28,8 +31,9 @@ use crate::{
     app::AppState, auth::AuthUser, error::AppError, store::members::UserRef, writer::RoomRef,
 };
 
-/// Events a socket may have waiting before further ones are refused.
-const INBOX: usize = 256;
+/// Events a socket may have waiting before further ones are refused: room for a client that
+/// fires hundreds of sends without waiting for acks, while bounding what one socket can queue.
+pub(crate) const INBOX: usize = 1024;
 
 pub(crate) enum Cmd {
     Event {
@@ -37,8 +41,8 @@ pub(crate) enum Cmd {
         data: Json,
         ack: AckSender,
     },
-    /// The socket is gone; these were its Socket.IO rooms.
-    Disconnected(Vec<String>),
+    /// The socket is gone.
+    Disconnected,
 }
 
 /// What a connected socket carries: its identity, its queue, and the chat rooms it joined.
@@ -46,8 +50,13 @@ pub(crate) enum Cmd {
 pub(crate) struct Conn {
     pub auth: AuthUser,
     inbox: mpsc::Sender<Cmd>,
-    /// Chat rooms this socket joined, by id (kept to resolve names without a query).
+    /// Chat rooms this socket is in, by id: the authority on what it has joined (kicks and
+    /// room deletions update it too), used to resolve names without a query and to tell the
+    /// rooms when the socket goes.
     joined: Arc<Mutex<HashMap<Uuid, RoomRef>>>,
+    /// Set when the socket disconnects. (socketioxide's own `connected()` is still false for a
+    /// moment after the client was told it is connected, so it cannot tell "gone" from "new".)
+    gone: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -82,8 +91,21 @@ impl Conn {
         joined.values().find(|r| r.name == room).cloned()
     }
 
-    pub async fn disconnected(&self, rooms: Vec<String>) {
-        let _ = self.inbox.send(Cmd::Disconnected(rooms)).await;
+    /// Every chat room this socket is in.
+    pub fn rooms(&self) -> Vec<RoomRef> {
+        self.joined
+            .lock()
+            .map(|j| j.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    pub async fn disconnected(&self) {
+        self.gone.store(true, Ordering::Release);
+        let _ = self.inbox.send(Cmd::Disconnected).await;
     }
 }
 
@@ -94,6 +116,7 @@ pub(crate) fn open(state: AppState, socket: SocketRef, auth: AuthUser) -> Conn {
         auth,
         inbox,
         joined: Arc::default(),
+        gone: Arc::default(),
     };
     tokio::spawn(run(state, socket, conn.clone(), rx));
     conn
@@ -109,12 +132,12 @@ async fn run(state: AppState, socket: SocketRef, conn: Conn, mut rx: mpsc::Recei
         match cmd {
             Cmd::Event { name, data, ack } => {
                 // Events still queued when the socket went away are dropped, not half-done.
-                if ctx.socket.connected() {
+                if !ctx.conn.is_gone() {
                     events::handle(&ctx, &name, data, ack).await;
                 }
             }
-            Cmd::Disconnected(rooms) => {
-                events::disconnected(&ctx, rooms).await;
+            Cmd::Disconnected => {
+                events::disconnected(&ctx).await;
                 break;
             }
         }

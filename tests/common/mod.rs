@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+pub mod sio;
+
 /// The JWT secret every test server uses, so tests can forge tokens.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 

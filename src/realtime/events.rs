@@ -18,7 +18,7 @@ use crate::{
         rooms::RoomAccess,
     },
     validate,
-    writer::RoomRef,
+    writer::{Receipt, RoomRef},
 };
 
 pub(crate) struct Ctx {
@@ -347,17 +347,7 @@ async fn send_message(ctx: &Ctx, data: &Value, ack: AckSender) {
     .await;
     match queued {
         Err(err) => reply::<()>(ack, Err(err)),
-        Ok(receipt) => {
-            tokio::spawn(async move {
-                let outcome = receipt.outcome().await.map(|stored| {
-                    let message = match stored {
-                        Stored::New(m) | Stored::Duplicate(m) => m,
-                    };
-                    json!({ "message": message })
-                });
-                reply(ack, outcome);
-            });
-        }
+        Ok(receipt) => ack_when_committed(receipt, ack, json!({})),
     }
 }
 
@@ -402,18 +392,24 @@ async fn direct_message(ctx: &Ctx, data: &Value, ack: AckSender) {
     .await;
     match queued {
         Err(err) => reply::<()>(ack, Err(err)),
-        Ok((receipt, room)) => {
-            tokio::spawn(async move {
-                let outcome = receipt.outcome().await.map(|stored| {
-                    let message = match stored {
-                        Stored::New(m) | Stored::Duplicate(m) => m,
-                    };
-                    json!({ "message": message, "room": room })
-                });
-                reply(ack, outcome);
-            });
-        }
+        Ok((receipt, room)) => ack_when_committed(receipt, ack, json!({ "room": room })),
     }
+}
+
+/// Acknowledges a queued message once the writer has committed it (or refused it), off the
+/// socket's queue so that the socket's next events need not wait: `{ok, message, ...extra}`. A
+/// repeated `client_id` is acknowledged with the first message.
+fn ack_when_committed(receipt: Receipt, ack: AckSender, mut extra: Value) {
+    tokio::spawn(async move {
+        let outcome = receipt.outcome().await.map(|stored| {
+            let message = match stored {
+                Stored::New(m) | Stored::Duplicate(m) => m,
+            };
+            extra["message"] = json!(message);
+            extra
+        });
+        reply(ack, outcome);
+    });
 }
 
 // ------------------------------------------------------------------ the rest

@@ -37,8 +37,32 @@ pub struct Member {
     pub added_at: OffsetDateTime,
 }
 
+/// A member row joined with its user.
+struct MemberRow {
+    id: Uuid,
+    username: String,
+    display_name: String,
+    role: Role,
+    added_at: OffsetDateTime,
+}
+
+impl From<MemberRow> for Member {
+    fn from(r: MemberRow) -> Self {
+        Member {
+            user: UserRef {
+                id: r.id,
+                username: r.username,
+                display_name: r.display_name,
+            },
+            role: r.role,
+            added_at: r.added_at,
+        }
+    }
+}
+
 pub async fn list(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<Vec<Member>> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        MemberRow,
         r#"select u.id, u.username, u.display_name, m.role as "role: Role", m.added_at
            from room_members m join users u on u.id = m.user_id
            where m.room_id = $1
@@ -47,18 +71,7 @@ pub async fn list(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<Vec<Me
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Member {
-            user: UserRef {
-                id: r.id,
-                username: r.username,
-                display_name: r.display_name,
-            },
-            role: r.role,
-            added_at: r.added_at,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Member::from).collect())
 }
 
 pub async fn role(
@@ -83,7 +96,8 @@ pub async fn upsert(
     role: Role,
     added_by: Option<Uuid>,
 ) -> sqlx::Result<Member> {
-    let r = sqlx::query!(
+    let row = sqlx::query_as!(
+        MemberRow,
         r#"with upserted as (
                insert into room_members (room_id, user_id, role, added_by) values ($1, $2, $3, $4)
                on conflict (room_id, user_id) do update set role = excluded.role
@@ -99,15 +113,7 @@ pub async fn upsert(
     )
     .fetch_one(db)
     .await?;
-    Ok(Member {
-        user: UserRef {
-            id: r.id,
-            username: r.username,
-            display_name: r.display_name,
-        },
-        role: r.role,
-        added_at: r.added_at,
-    })
+    Ok(row.into())
 }
 
 /// Adds the given users as plain members where they are not members yet.

@@ -124,13 +124,43 @@ pub async fn list_for_member(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Re
         .collect())
 }
 
+/// A room row with the caller's role beside it, as the access checks read it.
+struct RoomWithRole {
+    id: Uuid,
+    name: String,
+    visibility: Visibility,
+    topic: Option<String>,
+    created_by: Option<Uuid>,
+    created_at: OffsetDateTime,
+    last_seq: i64,
+    role: Option<Role>,
+}
+
+impl From<RoomWithRole> for RoomAccess {
+    fn from(r: RoomWithRole) -> Self {
+        RoomAccess {
+            role: r.role,
+            room: Room {
+                id: r.id,
+                name: r.name,
+                visibility: r.visibility,
+                topic: r.topic,
+                created_by: r.created_by,
+                created_at: r.created_at,
+                last_seq: r.last_seq,
+            },
+        }
+    }
+}
+
 /// A room by id with `user_id`'s role in it: one query, for every access check.
 pub async fn access_by_id(
     db: impl PgExecutor<'_>,
     room_id: Uuid,
     user_id: Uuid,
 ) -> sqlx::Result<Option<RoomAccess>> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
                   r.created_at, r.last_seq, m.role as "role?: Role"
            from rooms r left join room_members m on m.room_id = r.id and m.user_id = $2
@@ -140,18 +170,7 @@ pub async fn access_by_id(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| RoomAccess {
-        role: r.role,
-        room: Room {
-            id: r.id,
-            name: r.name,
-            visibility: r.visibility,
-            topic: r.topic,
-            created_by: r.created_by,
-            created_at: r.created_at,
-            last_seq: r.last_seq,
-        },
-    }))
+    Ok(row.map(RoomAccess::from))
 }
 
 /// As `access_by_id`, by name.
@@ -160,7 +179,8 @@ pub async fn access_by_name(
     name: &str,
     user_id: Uuid,
 ) -> sqlx::Result<Option<RoomAccess>> {
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
                   r.created_at, r.last_seq, m.role as "role?: Role"
            from rooms r left join room_members m on m.room_id = r.id and m.user_id = $2
@@ -170,18 +190,7 @@ pub async fn access_by_name(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| RoomAccess {
-        role: r.role,
-        room: Room {
-            id: r.id,
-            name: r.name,
-            visibility: r.visibility,
-            topic: r.topic,
-            created_by: r.created_by,
-            created_at: r.created_at,
-            last_seq: r.last_seq,
-        },
-    }))
+    Ok(row.map(RoomAccess::from))
 }
 
 pub async fn set_topic(

@@ -47,16 +47,16 @@ impl AppState {
         store::ensure_database(&config.database_url).await?;
         let db = store::connect(&config).await?;
         store::migrate(&db).await?;
-        let state = Self::with_pool(config, db);
+        let state = Self::with_pool(config, db)?;
         crate::rooms::ensure_default_rooms(&state).await?;
         Ok(state)
     }
 
     /// Builds the state around a pool and starts the message writer and the Socket.IO
     /// namespace. Needs a tokio runtime.
-    pub fn with_pool(config: Config, db: PgPool) -> Self {
+    pub fn with_pool(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
-        let realtime = Realtime::new(&config, metrics.clone());
+        let realtime = Realtime::new(&config, metrics.clone())?;
         let publisher = realtime.clone();
         let writer = Writer::start(
             db.clone(),
@@ -66,11 +66,18 @@ impl AppState {
                 Box::pin(async move { publisher.publish(committed).await })
             }),
         );
+        let shared_limits = realtime
+            .cluster()
+            .map(|c| (c.redis(), config.redis_prefix.clone()));
         let state = AppState {
             keys: Arc::new(Keys::new(&config.jwt_secret.0, config.access_token_ttl)),
             passwords: Passwords::new(config.password_hash_concurrency),
             auth_limits: AuthLimits::new(config.auth_rate),
-            message_limits: MessageLimits::new(config.message_rate, config.message_burst),
+            message_limits: MessageLimits::new(
+                config.message_rate,
+                config.message_burst,
+                shared_limits,
+            ),
             config: Arc::new(config),
             db,
             metrics,
@@ -78,7 +85,7 @@ impl AppState {
             writer,
         };
         Realtime::start(&state);
-        state
+        Ok(state)
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Config {
     pub history_limit: u32,
     /// Set: several nodes share one Redis. Unset: one node.
     pub redis_url: Option<String>,
+    /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
+    /// that clusters sharing a Redis stay apart.
+    pub redis_prefix: String,
     /// Public rooms that exist from the first start.
     pub default_rooms: Vec<String>,
     pub max_body_bytes: usize,
@@ -110,6 +113,18 @@ impl Config {
                 )));
             }
         }
+        let redis_prefix = match env.get("REDIS_PREFIX") {
+            Some(prefix) => prefix.to_owned(),
+            None => {
+                let db = database_url
+                    .split('?')
+                    .next()
+                    .and_then(|u| u.rsplit('/').next())
+                    .filter(|d| !d.is_empty() && !d.contains('@'))
+                    .unwrap_or("huddle");
+                format!("huddle:{db}")
+            }
+        };
         let default_rooms = env.list("DEFAULT_ROOMS", "general");
         for room in &default_rooms {
             if !crate::validate::is_room_name(room) {
@@ -150,6 +165,7 @@ impl Config {
             ),
             history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
             redis_url,
+            redis_prefix,
             default_rooms,
             max_body_bytes: env.positive("MAX_BODY_BYTES", 1024 * 1024)?,
             message_rate: env.parse(
@@ -260,6 +276,7 @@ mod tests {
         assert_eq!((c.message_rate, c.message_burst, c.auth_rate), (10, 30, 30));
         assert!(c.cors_origins.is_none());
         assert!(c.redis_url.is_none());
+        assert_eq!(c.redis_prefix, "huddle:huddle");
     }
 
     #[test]

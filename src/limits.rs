@@ -158,19 +158,51 @@ fn spawn_cleanup(limits: Weak<AuthLimits>) {
 
 /// The per-user limit shared by `sendMessage`, `directMessage` and `typing`: `MESSAGE_RATE` per
 /// second with bursts of `MESSAGE_BURST`. `MESSAGE_RATE=0` turns it off.
+///
+/// With several nodes the bucket lives in Redis (a GCRA script run atomically by Redis, on
+/// Redis's clock), so every node draws from the same one. While Redis is unreachable each node
+/// falls back to its own in-memory bucket: a user may then send up to the limit per node, which
+/// is better than refusing every message during the outage.
 pub struct MessageLimits {
     local: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
+    shared: Option<(redis::aio::ConnectionManager, String)>,
+    rate: u32,
+    burst: u32,
     clock: DefaultClock,
 }
 
+/// GCRA over Redis. KEYS[1]: the user's key; ARGV[1]: milliseconds between events at the
+/// sustained rate; ARGV[2]: the burst. Keeps the "theoretical arrival time" of the next event;
+/// returns 0 if the event may go now, else how many milliseconds to wait.
+const GCRA: &str = r#"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local next_tat = tat + interval
+local wait = next_tat - now - burst * interval
+if wait > 0 then return math.ceil(wait) end
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(burst * interval) + 1000)
+return 0
+"#;
+
 impl MessageLimits {
-    pub fn new(rate: u32, burst: u32) -> Arc<Self> {
+    pub fn new(
+        rate: u32,
+        burst: u32,
+        shared: Option<(redis::aio::ConnectionManager, String)>,
+    ) -> Arc<Self> {
         let local = NonZeroU32::new(rate).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         let limits = Arc::new(MessageLimits {
             local,
+            shared: if rate > 0 { shared } else { None },
+            rate,
+            burst: burst.max(1),
             clock: DefaultClock::default(),
         });
         if limits.local.is_some() {
@@ -195,12 +227,33 @@ impl MessageLimits {
         let Some(limiter) = &self.local else {
             return Ok(());
         };
+        if let Some((redis, prefix)) = &self.shared {
+            let mut redis = redis.clone();
+            let interval = 1000.0 / f64::from(self.rate);
+            let waited: redis::RedisResult<u64> = redis::Script::new(GCRA)
+                .key(format!("{prefix}:rate:{user}"))
+                .arg(interval)
+                .arg(self.burst)
+                .invoke_async(&mut redis)
+                .await;
+            match waited {
+                Ok(0) => return Ok(()),
+                Ok(ms) => return Err(too_many(Duration::from_millis(ms))),
+                Err(err) => {
+                    tracing::debug!(error = %err, "shared rate limit unavailable; using this node's")
+                }
+            }
+        }
         limiter
             .check_key(&user)
-            .map_err(|not_until| AppError::RateLimited {
-                message: "too many messages; slow down".to_owned(),
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            })
+            .map_err(|not_until| too_many(not_until.wait_time_from(self.clock.now())))
+    }
+}
+
+fn too_many(retry_after: Duration) -> AppError {
+    AppError::RateLimited {
+        message: "too many messages; slow down".to_owned(),
+        retry_after,
     }
 }
 

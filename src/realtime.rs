@@ -18,13 +18,15 @@ use std::sync::{
     Arc,
 };
 
+use futures::future::BoxFuture;
 use serde::Serialize;
-use serde_json::json;
-use socketioxide::{layer::SocketIoLayer, SocketIo};
+use serde_json::{json, Value};
+use socketioxide::{extract::SocketRef, layer::SocketIoLayer, SocketIo};
 use uuid::Uuid;
 
 use crate::{
     app::AppState,
+    cluster::{self, Cluster, Op, Query},
     config::Config,
     metrics::Metrics,
     rooms::Removal,
@@ -66,17 +68,16 @@ pub(crate) struct Presence<'a> {
 }
 
 /// The Socket.IO server and the operations the rest of the service performs on live sockets.
+/// Each operation acts on this node's sockets and, with `REDIS_URL`, on every other node's.
 #[derive(Clone)]
 pub struct Realtime {
-    io: SocketIo,
+    local: Local,
     layer: SocketIoLayer,
-    metrics: Arc<Metrics>,
-    /// Set once shutdown has begun: socketioxide panics on operations after `close()`.
-    closed: Arc<AtomicBool>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Realtime {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let limit = config.max_body_bytes;
         let (layer, io) = SocketIo::builder()
             // Incoming packets are capped like REST bodies, on both transports.
@@ -85,12 +86,24 @@ impl Realtime {
             .ws_max_frame_size(limit)
             .max_buffer_size(1024)
             .build_layer();
-        Realtime {
+        let local = Local {
             io,
-            layer,
             metrics,
             closed: Arc::new(AtomicBool::new(false)),
-        }
+        };
+        let cluster = match &config.redis_url {
+            Some(url) => Some(Cluster::start(
+                url,
+                &config.redis_prefix,
+                Arc::new(local.clone()),
+            )?),
+            None => None,
+        };
+        Ok(Realtime {
+            local,
+            layer,
+            cluster,
+        })
     }
 
     /// Registers the namespace: from here on sockets can connect.
@@ -103,33 +116,69 @@ impl Realtime {
     }
 
     pub(crate) fn io(&self) -> &SocketIo {
-        &self.io
+        &self.local.io
     }
 
-    fn open(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+    /// The cluster link, when several nodes share Redis.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Disconnects every socket and refuses further operations.
     pub async fn close(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            self.io.close().await;
+        if !self.local.closed.swap(true, Ordering::AcqRel) {
+            self.local.io.close().await;
         }
     }
 
-    /// Sends `event` to every socket in any of `rooms` (each socket once).
+    async fn tell_others(&self, op: Op) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(op).await;
+        }
+    }
+
+    /// Sends `event` to every socket in any of `rooms` (each socket once), on every node.
     pub async fn emit<T: Serialize + ?Sized>(
         &self,
         rooms: Vec<String>,
         event: &'static str,
         data: &T,
     ) {
-        if !self.open() {
+        let Ok(data) = serde_json::to_value(data) else {
             return;
+        };
+        self.local.emit(rooms.clone(), event, &data).await;
+        self.tell_others(Op::Emit {
+            rooms,
+            event: event.to_owned(),
+            data,
+        })
+        .await;
+    }
+
+    /// As `emit`, but not to `socket` itself.
+    pub(crate) async fn emit_from<T: Serialize + ?Sized>(
+        &self,
+        socket: &SocketRef,
+        rooms: Vec<String>,
+        event: &'static str,
+        data: &T,
+    ) {
+        let Ok(data) = serde_json::to_value(data) else {
+            return;
+        };
+        if self.local.open() {
+            if let Err(err) = socket.to(rooms.clone()).emit(event, &data).await {
+                tracing::warn!(error = %err, event, "broadcast failed");
+            }
         }
-        if let Err(err) = self.io.to(rooms).emit(event, data).await {
-            tracing::warn!(error = %err, event, "broadcast failed");
-        }
+        // The socket lives on this node only, so the others send to all of theirs.
+        self.tell_others(Op::Emit {
+            rooms,
+            event: event.to_owned(),
+            data,
+        })
+        .await;
     }
 
     /// Delivers committed messages, in commit order.
@@ -138,10 +187,6 @@ impl Realtime {
             let mut targets = Vec::with_capacity(1 + c.also_to.len());
             targets.push(room_channel(c.room.id));
             targets.extend(c.also_to.iter().cloned());
-            if self.open() {
-                let reached = self.io.to(targets.clone()).sockets().len();
-                self.metrics.deliveries.add(reached as u64);
-            }
             let payload = UserMessage {
                 kind: "user",
                 message: &c.message,
@@ -151,25 +196,27 @@ impl Realtime {
         }
     }
 
-    /// How many sockets `user` has in `room`.
+    /// How many sockets `user` has in `room`, on every node.
     pub(crate) async fn sockets_in_room(&self, room: Uuid, user: Uuid) -> usize {
-        if !self.open() {
-            return 0;
+        let mut count = self.local.sockets_in_room(room, user);
+        if let Some(cluster) = &self.cluster {
+            for answer in cluster.ask(Query::SocketsInRoom { room, user }).await {
+                count += answer.as_u64().unwrap_or(0) as usize;
+            }
         }
-        self.io.to(presence_channel(room, user)).sockets().len()
+        count
     }
 
-    /// The distinct users with a socket in `room`.
+    /// The distinct users with a socket in `room`, on every node, by username.
     pub(crate) async fn users_in_room(&self, room: Uuid) -> Vec<UserRef> {
-        if !self.open() {
-            return Vec::new();
-        }
-        let mut users: Vec<UserRef> = Vec::new();
-        for socket in self.io.to(room_channel(room)).sockets() {
-            if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
-                let user = conn.user_ref();
-                if !users.iter().any(|u| u.id == user.id) {
-                    users.push(user);
+        let mut users = self.local.users_in_room(room);
+        if let Some(cluster) = &self.cluster {
+            for answer in cluster.ask(Query::UsersInRoom { room }).await {
+                let theirs: Vec<UserRef> = serde_json::from_value(answer).unwrap_or_default();
+                for user in theirs {
+                    if !users.iter().any(|u| u.id == user.id) {
+                        users.push(user);
+                    }
                 }
             }
         }
@@ -177,32 +224,42 @@ impl Realtime {
         users
     }
 
+    async fn disconnect(&self, rooms: Vec<String>) {
+        self.local.disconnect(rooms.clone()).await;
+        self.tell_others(Op::Disconnect { rooms }).await;
+    }
+
     /// Disconnects the sockets of these sessions (logout, password change, stolen token).
     pub async fn disconnect_sessions(&self, sessions: &[Uuid]) {
-        if !self.open() || sessions.is_empty() {
+        if sessions.is_empty() {
             return;
         }
-        let rooms: Vec<String> = sessions.iter().map(|s| session_channel(*s)).collect();
-        if let Err(err) = self.io.to(rooms).disconnect().await {
-            tracing::warn!(error = %err, "disconnecting sessions failed");
-        }
+        self.disconnect(sessions.iter().map(|s| session_channel(*s)).collect())
+            .await;
     }
 
     /// Disconnects every socket of a user (disabled by an admin).
     pub async fn disconnect_user(&self, user: Uuid) {
-        if !self.open() {
-            return;
-        }
-        if let Err(err) = self.io.to(user_channel(user)).disconnect().await {
-            tracing::warn!(error = %err, "disconnecting a user failed");
-        }
+        self.disconnect(vec![user_channel(user)]).await;
+    }
+
+    async fn evict(&self, channel: String, room: &RoomRef, removed: Value) {
+        self.local.evict(&channel, room, &removed);
+        self.tell_others(Op::Evict {
+            channel,
+            room: room.clone(),
+            removed,
+        })
+        .await;
     }
 
     /// Takes a removed member's sockets out of the room: they get `removed`, leave it, and the
     /// room hears that the user left.
     pub async fn remove_member(&self, room: &RoomRef, user: &UserRef, removal: Removal) {
+        let had_sockets = self.sockets_in_room(room.id, user.id).await > 0;
         let removed = json!({ "room": room, "reason": removal.as_str() });
-        let had_sockets = self.evict(presence_channel(room.id, user.id), room, &removed);
+        self.evict(presence_channel(room.id, user.id), room, removed)
+            .await;
         if had_sockets {
             let presence = Presence {
                 room,
@@ -217,26 +274,7 @@ impl Realtime {
     /// A deleted room's sockets get `removed` and leave it.
     pub async fn room_deleted(&self, room: &RoomRef) {
         let removed = json!({ "room": room, "reason": "room_deleted" });
-        self.evict(room_channel(room.id), room, &removed);
-    }
-
-    /// Every socket in `channel` gets `removed` and leaves `room`, keeping each socket's own
-    /// record of its rooms right. Returns whether there was any.
-    fn evict(&self, channel: String, room: &RoomRef, removed: &serde_json::Value) -> bool {
-        if !self.open() {
-            return false;
-        }
-        let sockets = self.io.to(channel).sockets();
-        for socket in &sockets {
-            let _ = socket.emit("removed", removed);
-            let mut channels = vec![room_channel(room.id)];
-            if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
-                channels.push(presence_channel(room.id, conn.auth.id()));
-                conn.forget(room.id);
-            }
-            socket.leave(channels);
-        }
-        !sockets.is_empty()
+        self.evict(room_channel(room.id), room, removed).await;
     }
 
     /// Tells a user's sockets where they have read up to in a room.
@@ -247,5 +285,108 @@ impl Realtime {
             &json!({ "room": room, "seq": seq }),
         )
         .await;
+    }
+}
+
+/// This node's sockets.
+#[derive(Clone)]
+struct Local {
+    io: SocketIo,
+    metrics: Arc<Metrics>,
+    /// Set once shutdown has begun: socketioxide panics on operations after `close()`.
+    closed: Arc<AtomicBool>,
+}
+
+impl Local {
+    fn open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+    }
+
+    async fn emit(&self, rooms: Vec<String>, event: &str, data: &Value) {
+        if !self.open() {
+            return;
+        }
+        let to = self.io.to(rooms);
+        if event == "message" {
+            self.metrics
+                .deliveries
+                .add(to.clone().sockets().len() as u64);
+        }
+        if let Err(err) = to.emit(event.to_owned(), data).await {
+            tracing::warn!(error = %err, event, "broadcast failed");
+        }
+    }
+
+    async fn disconnect(&self, rooms: Vec<String>) {
+        if !self.open() {
+            return;
+        }
+        if let Err(err) = self.io.to(rooms).disconnect().await {
+            tracing::warn!(error = %err, "disconnecting sockets failed");
+        }
+    }
+
+    /// Every socket in `channel` gets `removed` and leaves `room`, keeping each socket's own
+    /// record of its rooms right.
+    fn evict(&self, channel: &str, room: &RoomRef, removed: &Value) {
+        if !self.open() {
+            return;
+        }
+        for socket in self.io.to(channel.to_owned()).sockets() {
+            let _ = socket.emit("removed", removed);
+            let mut channels = vec![room_channel(room.id)];
+            if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
+                channels.push(presence_channel(room.id, conn.auth.id()));
+                conn.forget(room.id);
+            }
+            socket.leave(channels);
+        }
+    }
+
+    fn sockets_in_room(&self, room: Uuid, user: Uuid) -> usize {
+        if !self.open() {
+            return 0;
+        }
+        self.io.to(presence_channel(room, user)).sockets().len()
+    }
+
+    fn users_in_room(&self, room: Uuid) -> Vec<UserRef> {
+        if !self.open() {
+            return Vec::new();
+        }
+        let mut users: Vec<UserRef> = Vec::new();
+        for socket in self.io.to(room_channel(room)).sockets() {
+            if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
+                let user = conn.user_ref();
+                if !users.iter().any(|u| u.id == user.id) {
+                    users.push(user);
+                }
+            }
+        }
+        users
+    }
+}
+
+impl cluster::Apply for Local {
+    fn apply(&self, op: Op) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match op {
+                Op::Emit { rooms, event, data } => self.emit(rooms, &event, &data).await,
+                Op::Disconnect { rooms } => self.disconnect(rooms).await,
+                Op::Evict {
+                    channel,
+                    room,
+                    removed,
+                } => self.evict(&channel, &room, &removed),
+                Op::Query { .. } => {}
+            }
+        })
+    }
+
+    fn answer(&self, query: Query) -> Value {
+        match query {
+            Query::SocketsInRoom { room, user } => json!(self.sockets_in_room(room, user)),
+            Query::UsersInRoom { room } => json!(self.users_in_room(room)),
+        }
     }
 }

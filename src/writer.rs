@@ -28,7 +28,7 @@ pub const MAX_BATCH: usize = 512;
 const QUEUE: usize = 16 * 1024;
 
 /// A room as events name it.
-#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct RoomRef {
     pub id: Uuid,
     pub name: String,

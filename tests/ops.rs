@@ -31,7 +31,7 @@ async fn with_postgres_down_readyz_and_requests_answer_503() {
         .acquire_timeout(std::time::Duration::from_millis(500))
         .connect_lazy(&config.database_url)
         .unwrap();
-    let state = AppState::with_pool(config, pool);
+    let state = AppState::with_pool(config, pool).unwrap();
     let app = spawn_with_state(state, String::new(), String::new()).await;
 
     app.get("/healthz", None).await.ok(200);

@@ -23,16 +23,24 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 when Postgres answers within two seconds, else 503 `unavailable`.
+/// `GET /readyz`: 200 when Postgres (and Redis, with `REDIS_URL`) answer within two seconds,
+/// else 503 `unavailable`.
 async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
     let ping = sqlx::query_scalar!("select 1 as \"one!\"").fetch_one(&state.db);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Ok(Json(json!({ "status": "ready", "postgres": "ok" }))),
+        Ok(Ok(_)) => {}
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: postgres check failed");
-            Err(AppError::Unavailable("the database"))
+            return Err(AppError::Unavailable("the database"));
         }
-        Err(_) => Err(AppError::Unavailable("the database")),
+        Err(_) => return Err(AppError::Unavailable("the database")),
+    }
+    match state.realtime.cluster() {
+        None => Ok(Json(json!({ "status": "ready", "postgres": "ok" }))),
+        Some(cluster) if cluster.ping().await => Ok(Json(
+            json!({ "status": "ready", "postgres": "ok", "redis": "ok" }),
+        )),
+        Some(_) => Err(AppError::Unavailable("Redis")),
     }
 }
 

@@ -450,10 +450,14 @@ async fn mark_read(ctx: &Ctx, data: &Value) -> AppResult<Done> {
         })?;
     if moved {
         let read = json!({ "room": room, "seq": stored });
-        let _ = ctx
-            .socket
-            .to(user_channel(ctx.user_id()))
-            .emit("read", &read)
+        ctx.state
+            .realtime
+            .emit_from(
+                &ctx.socket,
+                vec![user_channel(ctx.user_id())],
+                "read",
+                &read,
+            )
             .await;
     }
     Ok(Done {})
@@ -470,10 +474,9 @@ async fn typing(ctx: &Ctx, data: &Value) -> AppResult<Done> {
     let room = joined(ctx, asked, "typing").await?;
     ctx.state.message_limits.check(ctx.user_id()).await?;
     let event = json!({ "room": room, "user": ctx.conn.user_ref(), "typing": typing });
-    let _ = ctx
-        .socket
-        .to(room_channel(room.id))
-        .emit("typing", &event)
+    ctx.state
+        .realtime
+        .emit_from(&ctx.socket, vec![room_channel(room.id)], "typing", &event)
         .await;
     Ok(Done {})
 }

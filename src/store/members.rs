@@ -22,7 +22,7 @@ impl Role {
 }
 
 /// A user as other objects embed it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct UserRef {
     pub id: Uuid,
     pub username: String,

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+pub mod cluster;
 pub mod sio;
 
 /// The JWT secret every test server uses, so tests can forge tokens.
@@ -23,8 +24,8 @@ pub fn postgres_server_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub base: String,
-    pub client: reqwest::Client,
+    /// REST helpers bound to this server (`app.register(..)`, `app.get(..)`, `app.base`...).
+    pub api: Api,
     pub db: PgPool,
     pub state: AppState,
     pub database_url: String,
@@ -77,8 +78,7 @@ pub async fn spawn_with_state(state: AppState, db_name: String, database_url: St
     });
     TestApp {
         addr,
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        api: Api::new(format!("http://{addr}")),
         db: state.db.clone(),
         state,
         database_url,
@@ -155,7 +155,27 @@ pub struct Session {
     pub refresh: String,
 }
 
-impl TestApp {
+/// REST calls to one server, with typed helpers.
+pub struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Api {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -264,7 +284,9 @@ impl TestApp {
         self.put(&path, Some(&by.access), json!({"role": role}))
             .await
     }
+}
 
+impl TestApp {
     /// Stores `n` messages from `sender` in a room straight through the store, as the socket
     /// path does.
     pub async fn seed_messages(&self, room: &Value, sender: &Session, n: usize) {
@@ -309,7 +331,7 @@ fn session_of(body: &Value, username: &str, password: &str) -> Session {
     }
 }
 
-async fn into_reply(res: reqwest::Response) -> Reply {
+pub async fn into_reply(res: reqwest::Response) -> Reply {
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.bytes().await.expect("body");

@@ -1,0 +1,289 @@
+//! Several nodes as one, over Redis.
+//!
+//! Each node keeps its own sockets (socketioxide's in-memory adapter) and tells the others, on
+//! one Redis pub/sub channel, every operation that concerns sockets wherever they are: "emit
+//! this to these rooms", "disconnect these rooms", "take these sockets out of that room". Every
+//! node applies what it hears to its own sockets. Questions that need every node's answer (how
+//! many sockets does this user have in this room, who is online) go out on the same channel, and
+//! each node answers on the asker's own reply channel.
+//!
+//! Why not socketioxide's Redis adapter: after a Redis outage it never resubscribes, so nodes
+//! stay deaf to each other until restarted. Here the subscriber reconnects with backoff, and an
+//! operation that cannot be published is still applied to this node's sockets, so a node keeps
+//! serving its own clients while Redis is away, and cross-node delivery resumes by itself when
+//! it returns. Messages are in Postgres before anything is published, so an outage loses no
+//! message: clients on other nodes catch up with `joinRoom {since}` (or `history {after}`).
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use futures::StreamExt;
+use redis::{aio::ConnectionManager, AsyncCommands};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::writer::RoomRef;
+
+/// What one node asks the others to do to their sockets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Emit `event` to the sockets in any of `rooms`.
+    Emit {
+        rooms: Vec<String>,
+        event: String,
+        data: Value,
+    },
+    /// Disconnect the sockets in any of `rooms`.
+    Disconnect { rooms: Vec<String> },
+    /// The sockets in `channel` get `removed` and leave `room`.
+    Evict {
+        channel: String,
+        room: RoomRef,
+        removed: Value,
+    },
+    /// Answer `query` on the reply channel of node `reply_to`.
+    Query {
+        id: Uuid,
+        reply_to: Uuid,
+        query: Query,
+    },
+}
+
+/// Questions every node answers about its own sockets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "q", rename_all = "snake_case")]
+pub enum Query {
+    /// How many sockets `user` has in `room` (a number).
+    SocketsInRoom { room: Uuid, user: Uuid },
+    /// The users with a socket in `room` (user refs).
+    UsersInRoom { room: Uuid },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    from: Uuid,
+    #[serde(flatten)]
+    op: Op,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Reply {
+    id: Uuid,
+    answer: Value,
+}
+
+/// How a node applies what it hears; implemented by the realtime layer.
+pub trait Apply: Send + Sync + 'static {
+    fn apply(&self, op: Op) -> futures::future::BoxFuture<'_, ()>;
+    fn answer(&self, query: Query) -> Value;
+}
+
+/// This node's link to the others.
+pub struct Cluster {
+    node: Uuid,
+    bus: String,
+    reply_prefix: String,
+    redis: ConnectionManager,
+    waiting: DashMap<Uuid, mpsc::UnboundedSender<Value>>,
+    /// True while the subscriber is connected (and so this node hears the others).
+    subscribed: AtomicBool,
+    /// True while publishing works; used to log an outage once rather than per message.
+    publishing: AtomicBool,
+}
+
+/// How long a question waits for the other nodes' answers.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Redis commands give up after this, so an outage costs a request this much at most.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl Cluster {
+    /// Connects lazily (a node starts even while Redis is away) and starts the subscriber.
+    pub fn start(url: &str, prefix: &str, local: Arc<dyn Apply>) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let redis = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let node = Uuid::new_v4();
+        let cluster = Arc::new(Cluster {
+            node,
+            bus: format!("{prefix}:bus"),
+            reply_prefix: format!("{prefix}:reply:"),
+            redis,
+            waiting: DashMap::new(),
+            subscribed: AtomicBool::new(false),
+            publishing: AtomicBool::new(true),
+        });
+        tokio::spawn(subscribe(client, Arc::downgrade(&cluster), local));
+        tracing::info!(node.id = %node, prefix, "cluster mode: nodes meet over Redis");
+        Ok(cluster)
+    }
+
+    /// The command connection, for other uses of the same Redis (rate limits).
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// Whether Redis answers a PING now.
+    pub async fn ping(&self) -> bool {
+        let mut redis = self.redis.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut redis);
+        matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping).await, Ok(Ok(_)))
+    }
+
+    /// Tells the other nodes. A failure is logged (once per outage) and otherwise ignored: the
+    /// operation has been applied to this node's sockets already.
+    pub async fn publish(&self, op: Op) {
+        let envelope = Envelope {
+            from: self.node,
+            op,
+        };
+        let Ok(payload) = serde_json::to_string(&envelope) else {
+            return;
+        };
+        let mut redis = self.redis.clone();
+        match redis.publish::<_, _, i64>(&self.bus, payload).await {
+            Ok(_) => {
+                if !self.publishing.swap(true, Ordering::AcqRel) {
+                    tracing::info!("Redis is back: publishing to the other nodes again");
+                }
+            }
+            Err(err) => {
+                if self.publishing.swap(false, Ordering::AcqRel) {
+                    tracing::warn!(error = %err, "Redis unavailable: other nodes will not hear this node until it returns");
+                }
+            }
+        }
+    }
+
+    /// Asks every other node; returns the answers that came within the timeout.
+    pub async fn ask(&self, query: Query) -> Vec<Value> {
+        let mut redis = self.redis.clone();
+        let listeners: Result<(String, i64), _> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&self.bus)
+            .query_async(&mut redis)
+            .await;
+        let Ok((_, listeners)) = listeners else {
+            return Vec::new();
+        };
+        let others = listeners - i64::from(self.subscribed.load(Ordering::Acquire));
+        if others <= 0 {
+            return Vec::new();
+        }
+        let id = Uuid::new_v4();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.waiting.insert(id, tx);
+        self.publish(Op::Query {
+            id,
+            reply_to: self.node,
+            query,
+        })
+        .await;
+        let mut answers = Vec::new();
+        let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
+        while (answers.len() as i64) < others {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(answer)) => answers.push(answer),
+                _ => break,
+            }
+        }
+        self.waiting.remove(&id);
+        answers
+    }
+
+    async fn reply(&self, to: Uuid, id: Uuid, answer: Value) {
+        let Ok(payload) = serde_json::to_string(&Reply { id, answer }) else {
+            return;
+        };
+        let mut redis = self.redis.clone();
+        let channel = format!("{}{to}", self.reply_prefix);
+        if let Err(err) = redis.publish::<_, _, i64>(channel, payload).await {
+            tracing::debug!(error = %err, "could not answer another node");
+        }
+    }
+}
+
+/// Listens to the bus and this node's reply channel, reconnecting with backoff (100 ms doubling
+/// to 2 s) for as long as the cluster exists.
+async fn subscribe(
+    client: redis::Client,
+    cluster: std::sync::Weak<Cluster>,
+    local: Arc<dyn Apply>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(c) = cluster.upgrade() else { return };
+        let (bus, replies) = (c.bus.clone(), format!("{}{}", c.reply_prefix, c.node));
+        drop(c);
+        let connected = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&bus).await?;
+            pubsub.subscribe(&replies).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), connected).await {
+            Ok(Ok(pubsub)) => {
+                backoff = Duration::from_millis(100);
+                if let Some(c) = cluster.upgrade() {
+                    c.subscribed.store(true, Ordering::Release);
+                }
+                tracing::info!("subscribed to the cluster bus");
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    let Some(c) = cluster.upgrade() else { return };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    if msg.get_channel_name() == bus {
+                        match serde_json::from_str::<Envelope>(&payload) {
+                            Ok(envelope) if envelope.from == c.node => {}
+                            Ok(Envelope {
+                                op:
+                                    Op::Query {
+                                        id,
+                                        reply_to,
+                                        query,
+                                    },
+                                ..
+                            }) => {
+                                let answer = local.answer(query);
+                                c.reply(reply_to, id, answer).await;
+                            }
+                            Ok(envelope) => local.apply(envelope.op).await,
+                            Err(err) => {
+                                tracing::warn!(error = %err, "unreadable message on the cluster bus")
+                            }
+                        }
+                    } else if let Ok(reply) = serde_json::from_str::<Reply>(&payload) {
+                        if let Some(waiting) = c.waiting.get(&reply.id) {
+                            let _ = waiting.send(reply.answer);
+                        }
+                    }
+                }
+                if let Some(c) = cluster.upgrade() {
+                    c.subscribed.store(false, Ordering::Release);
+                }
+                tracing::warn!("lost the cluster bus (Redis went away); reconnecting");
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "cannot subscribe to the cluster bus yet")
+            }
+            Err(_) => tracing::debug!("subscribing to the cluster bus timed out"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}

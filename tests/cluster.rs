@@ -1,0 +1,324 @@
+//! Three nodes as one: server processes on free ports sharing the machine's Postgres and Redis,
+//! with clients spread over them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    cluster::TestCluster,
+    sio::{SioClient, Transport},
+    Session,
+};
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn redis_url() -> String {
+    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+async fn cluster(env: &[(&str, &str)]) -> TestCluster {
+    TestCluster::start(3, &redis_url(), env).await
+}
+
+async fn on(c: &TestCluster, node: usize, who: &Session) -> SioClient {
+    SioClient::connect_token(&c.node(node).base, &who.access, Transport::WebSocket).await
+}
+
+async fn until(s: &SioClient, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = s.next(event).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+fn ok(ack: &Value) {
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_is_ready_with_redis() {
+    let c = cluster(&[]).await;
+    for node in &c.nodes {
+        let ready = node.get("/readyz", None).await;
+        assert_eq!(ready.ok(200)["redis"], "ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
+    let c = cluster(&[]).await;
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(1).register("bob").await;
+    let cat = c.node(2).register("cat").await;
+    let a = on(&c, 0, &ann).await;
+    let b = on(&c, 1, &bob).await;
+    let k = on(&c, 2, &cat).await;
+    for s in [&a, &b, &k] {
+        ok(&s.call("joinRoom", json!("general")).await);
+    }
+    let acks = join_all((0..100).map(|i| {
+        a.call_later(
+            "sendMessage",
+            json!({"room": "general", "body": format!("m{i}")}),
+        )
+    }))
+    .await;
+    assert!(acks.iter().all(|a| a["ok"] == true));
+    for s in [&b, &k] {
+        let mut seqs = Vec::new();
+        while seqs.len() < 100 {
+            let m = until(s, "message", |m| m["kind"] == "user").await;
+            seqs.push(m["seq"].as_i64().unwrap());
+        }
+        assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    }
+    // And back the other way.
+    ok(&k
+        .call("sendMessage", json!({"room": "general", "body": "from C"}))
+        .await);
+    assert_eq!(
+        until(&a, "message", |m| m["kind"] == "user"
+            && m["body"] == "from C")
+        .await["seq"],
+        101
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_list_online_count_sockets_on_every_node() {
+    let c = cluster(&[]).await;
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(0).register("bob").await;
+    let a = on(&c, 0, &ann).await;
+    ok(&a.call("joinRoom", json!("general")).await);
+    until(&a, "presence", |p| p["user"]["username"] == "ann").await;
+
+    let b1 = on(&c, 1, &bob).await;
+    ok(&b1.call("joinRoom", json!("general")).await);
+    let joined = until(&a, "presence", |_| true).await;
+    assert_eq!(
+        (
+            joined["status"].as_str(),
+            joined["user"]["username"].as_str()
+        ),
+        (Some("joined"), Some("bob"))
+    );
+    // Bob's second socket, on a third node: welcomed, but bob was already there.
+    let b2 = on(&c, 2, &bob).await;
+    ok(&b2.call("joinRoom", json!("general")).await);
+    until(&a, "message", |m| {
+        m["body"] == "Welcome bob to the general room!"
+    })
+    .await;
+    a.assert_silent("presence", Duration::from_millis(300))
+        .await;
+
+    let online = b2.call("listOnline", json!({"room": "general"})).await;
+    let names: Vec<&str> = online["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ann", "bob"]);
+
+    // Bob's first socket goes: he is still there through the other node.
+    b1.disconnect().await;
+    a.assert_silent("presence", Duration::from_millis(300))
+        .await;
+    b2.disconnect().await;
+    let left = until(&a, "presence", |_| true).await;
+    assert_eq!(
+        (left["status"].as_str(), left["user"]["username"].as_str()),
+        (Some("left"), Some("bob"))
+    );
+    let online = a.call("listOnline", json!("general")).await;
+    assert_eq!(online["users"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_and_room_deletion_act_on_every_node() {
+    let c = cluster(&[]).await;
+    let owner = c.node(0).register("owner").await;
+    let bob = c.node(0).register("bob").await;
+    let room = c.node(0).create_room(&owner, "crew", "private").await;
+    let id = room["id"].as_str().unwrap().to_owned();
+    c.node(0).grant(&owner, &room, &bob, "member").await.ok(200);
+    let o = on(&c, 0, &owner).await;
+    let b1 = on(&c, 1, &bob).await;
+    let b2 = on(&c, 2, &bob).await;
+    for s in [&o, &b1, &b2] {
+        ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
+    }
+    until(&o, "presence", |p| p["user"]["username"] == "bob").await;
+
+    // Kicked through node 0; bob's sockets are on nodes 1 and 2.
+    c.node(0)
+        .delete(
+            &format!("/api/rooms/{id}/members/{}", bob.id),
+            Some(&owner.access),
+        )
+        .await
+        .ok(204);
+    for s in [&b1, &b2] {
+        assert_eq!(until(s, "removed", |_| true).await["reason"], "kicked");
+    }
+    assert_eq!(until(&o, "presence", |_| true).await["status"], "left");
+    ok(&o
+        .call("sendMessage", json!({"room": id, "body": "members only"}))
+        .await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for s in [&b1, &b2] {
+        assert!(
+            s.drain("message").iter().all(|m| m["kind"] == "system"),
+            "no user message after the kick"
+        );
+    }
+    assert_eq!(
+        b2.call("sendMessage", json!({"room": id, "body": "x"}))
+            .await["error"]["code"],
+        "forbidden"
+    );
+
+    // A public room deleted through node 2 empties on node 0 and 1.
+    let town = c.node(2).create_room(&owner, "town", "public").await;
+    for s in [&o, &b1] {
+        ok(&s.call("joinRoom", json!("town")).await);
+    }
+    c.node(2)
+        .delete(
+            &format!("/api/rooms/{}", town["id"].as_str().unwrap()),
+            Some(&owner.access),
+        )
+        .await
+        .ok(204);
+    for s in [&o, &b1] {
+        assert_eq!(
+            until(s, "removed", |r| r["room"]["name"] == "town").await["reason"],
+            "room_deleted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_password_change_and_disabling_act_on_every_node() {
+    let c = cluster(&[]).await;
+    let ann = c.node(0).register("ann").await;
+    // One session with sockets on two nodes.
+    let s1 = on(&c, 1, &ann).await;
+    let s2 = on(&c, 2, &ann).await;
+    c.node(0)
+        .request(Method::POST, "/api/auth/logout", Some(&ann.access), None)
+        .await
+        .ok(204);
+    s1.wait_disconnected().await;
+    s2.wait_disconnected().await;
+
+    // A password change through node 2 drops the other sessions' sockets on node 1.
+    let phone = c.node(0).login("ann", &ann.password).await;
+    let laptop = c.node(0).login("ann", &ann.password).await;
+    let p = on(&c, 1, &phone).await;
+    let l = on(&c, 2, &laptop).await;
+    c.node(2)
+        .post(
+            "/api/me/password",
+            Some(&laptop.access),
+            json!({"current_password": ann.password, "new_password": "another password"}),
+        )
+        .await
+        .ok(204);
+    p.wait_disconnected().await;
+    assert!(l.is_connected());
+
+    // Disabling through node 0 drops every socket of the user everywhere.
+    let boss = c.node(0).register("boss").await;
+    sqlx::query("update users set is_admin = true where id = $1")
+        .bind(boss.id)
+        .execute(&c.db)
+        .await
+        .unwrap();
+    let l2 = on(&c, 1, &laptop).await;
+    c.node(0)
+        .post(
+            &format!("/api/admin/users/{}/disable", ann.id),
+            Some(&boss.access),
+            json!({}),
+        )
+        .await
+        .ok(204);
+    l.wait_disconnected().await;
+    l2.wait_disconnected().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_reach_every_socket_of_the_recipient() {
+    let c = cluster(&[]).await;
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(0).register("bob").await;
+    let a = on(&c, 0, &ann).await;
+    let b1 = on(&c, 1, &bob).await;
+    let b2 = on(&c, 2, &bob).await;
+    let ack = a
+        .call("directMessage", json!({"to": "bob", "body": "psst"}))
+        .await;
+    ok(&ack);
+    for s in [&b1, &b2, &a] {
+        let m = until(s, "message", |m| m["kind"] == "user").await;
+        assert_eq!(
+            (m["body"].as_str(), &m["room"]["id"]),
+            (Some("psst"), &ack["room"]["id"])
+        );
+    }
+    // Read positions reach the user's sockets on other nodes too.
+    ok(&b1.call("joinRoom", json!(ack["room"]["id"])).await);
+    ok(&b1
+        .call("markRead", json!({"room": ack["room"]["id"], "seq": 1}))
+        .await);
+    assert_eq!(until(&b2, "read", |_| true).await["seq"], 1);
+    // Typing crosses nodes too.
+    ok(&a.call("joinRoom", json!(ack["room"]["id"])).await);
+    ok(&a
+        .call("typing", json!({"room": ack["room"]["id"], "typing": true}))
+        .await);
+    assert_eq!(
+        until(&b1, "typing", |_| true).await["user"]["username"],
+        "ann"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_rate_limit_counts_all_nodes_together() {
+    let c = cluster(&[("MESSAGE_RATE", "1"), ("MESSAGE_BURST", "3")]).await;
+    let ann = c.node(0).register("ann").await;
+    let sockets = [
+        on(&c, 0, &ann).await,
+        on(&c, 1, &ann).await,
+        on(&c, 2, &ann).await,
+    ];
+    for s in &sockets {
+        ok(&s.call("joinRoom", json!("general")).await);
+    }
+    for s in &sockets {
+        ok(&s
+            .call(
+                "sendMessage",
+                json!({"room": "general", "body": "within the burst"}),
+            )
+            .await);
+    }
+    let refused = sockets[0]
+        .call(
+            "sendMessage",
+            json!({"room": "general", "body": "one too many"}),
+        )
+        .await;
+    assert_eq!(refused["error"]["code"], "rate_limited", "{refused}");
+    assert!(refused["error"]["retry_after_ms"]
+        .as_u64()
+        .is_some_and(|ms| ms > 0));
+    assert_eq!(c.count("messages").await, 3);
+}

@@ -1,0 +1,117 @@
+//! Redis going away and coming back: nodes keep serving, nothing acknowledged is lost, `/readyz`
+//! tells, and cross-node delivery resumes by itself. Uses a Redis process of the test's own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    cluster::{OwnRedis, TestCluster},
+    sio::{SioClient, Transport},
+};
+use serde_json::{json, Value};
+
+async fn until(s: &SioClient, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = s.next(event).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
+    let mut redis = OwnRedis::start().await;
+    let c = TestCluster::start(2, &redis.url(), &[]).await;
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(0).register("bob").await;
+    let a = SioClient::connect_token(&c.node(0).base, &ann.access, Transport::WebSocket).await;
+    let b = SioClient::connect_token(&c.node(1).base, &bob.access, Transport::Polling).await;
+    for s in [&a, &b] {
+        assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
+    }
+    assert_eq!(
+        a.call("sendMessage", json!({"room": "general", "body": "before"}))
+            .await["ok"],
+        true
+    );
+    until(&b, "message", |m| m["body"] == "before").await;
+
+    redis.kill();
+
+    // Both nodes live on and say they are not ready.
+    for node in &c.nodes {
+        node.get("/healthz", None).await.ok(200);
+        let ready = node.get("/readyz", None).await;
+        ready.error(503, "unavailable");
+    }
+    // A message sent now is acknowledged after its commit, reaches this node's sockets, and is
+    // in Postgres.
+    let during = a
+        .call(
+            "sendMessage",
+            json!({"room": "general", "body": "during the outage"}),
+        )
+        .await;
+    assert_eq!(during["ok"], true, "{during}");
+    let seq = during["message"]["seq"].as_i64().unwrap();
+    until(&a, "message", |m| m["body"] == "during the outage").await;
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from messages where body = 'during the outage'")
+            .fetch_one(&c.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1);
+    // Stay down long enough for the node's publish (and its retry) to fail for real.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        b.is_connected(),
+        "sockets stay connected through the outage"
+    );
+    c.node(1)
+        .get("/readyz", None)
+        .await
+        .error(503, "unavailable");
+
+    redis.restart().await;
+
+    // Ready again without a restart...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in &c.nodes {
+        while node.get("/readyz", None).await.status.as_u16() != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "node not ready after Redis returned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // ...and cross-node delivery resumes (the subscriber reconnects with backoff of at most 2 s).
+    let mut resumed = false;
+    for i in 0..40 {
+        let body = format!("after {i}");
+        assert_eq!(
+            a.call("sendMessage", json!({"room": "general", "body": body}))
+                .await["ok"],
+            true
+        );
+        if b.next_within("message", Duration::from_millis(500))
+            .await
+            .is_some_and(|m| m["body"] == body)
+        {
+            resumed = true;
+            break;
+        }
+        b.drain("message");
+    }
+    assert!(resumed, "cross-node delivery did not resume");
+    // What bob missed is there to page in.
+    let missed = b
+        .call(
+            "history",
+            json!({"room": "general", "after": seq - 1, "limit": 1}),
+        )
+        .await;
+    assert_eq!(missed["messages"][0]["body"], "during the outage");
+}

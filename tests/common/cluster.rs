@@ -1,0 +1,234 @@
+//! Several real `huddle` server processes on free ports of 127.0.0.1, sharing one fresh
+//! database and one Redis: what `REDIS_URL` is for. Dropping the cluster stops the processes
+//! and drops the database.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{postgres_server_url, Api, TEST_JWT_SECRET};
+
+pub struct Node {
+    pub api: Api,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Node {
+    /// Stops the process (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    pub db: PgPool,
+    db_name: String,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestCluster {
+    /// Starts `n` nodes against the Redis at `redis_url`, with test settings (rate limits off)
+    /// and `env` on top.
+    pub async fn start(n: usize, redis_url: &str, env: &[(&str, &str)]) -> TestCluster {
+        let db_name = format!("huddle_test_{}", Uuid::new_v4().simple());
+        let database_url = format!("{}/{db_name}", postgres_server_url());
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let port = free_port();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle"));
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DATABASE_URL", &database_url)
+                .env("REDIS_URL", redis_url)
+                .env("JWT_SECRET", TEST_JWT_SECRET)
+                .env("HOST", "127.0.0.1")
+                .env("PORT", port.to_string())
+                .env("AUTH_RATE", "0")
+                .env("MESSAGE_RATE", "0")
+                .env("DATABASE_MAX_CONNECTIONS", "5")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("TEST_LOG").map_or("warn".into(), |_| "info".to_owned()),
+                )
+                .current_dir(std::env::temp_dir())
+                .stdin(Stdio::null());
+            if std::env::var_os("TEST_LOG").is_none() {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let child = cmd.spawn().expect("start huddle");
+            let node = Node {
+                api: Api::new(format!("http://127.0.0.1:{port}")),
+                port,
+                child: Some(child),
+            };
+            // The first node creates and migrates the database; the others wait for it.
+            wait_ready(&node).await;
+            let _ = i;
+            nodes.push(node);
+        }
+        let db = PgPool::connect(&database_url).await.unwrap();
+        TestCluster { nodes, db, db_name }
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits until the node answers `/healthz` (up to 60 s).
+pub async fn wait_ready(node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(res) = node.client.get(node.url("/healthz")).send().await {
+            if res.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node on port {} did not start",
+            node.port
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        let name = std::mem::take(&mut self.db_name);
+        let server = postgres_server_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A Redis server of the test's own, on a free port, for fault tests.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub async fn start() -> OwnRedis {
+        let port = free_port();
+        let mut redis = OwnRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for the fault test");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ping = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "ping"])
+                .output();
+            if ping.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

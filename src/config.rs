@@ -51,6 +51,9 @@ pub struct Config {
     pub auth_rate: u32,
     /// `None`: any origin (`*`).
     pub cors_origins: Option<Vec<String>>,
+    /// Behind a reverse proxy: take the client address from the last `X-Forwarded-For` entry
+    /// (the one the proxy added) instead of the TCP peer, for the per-address auth limit.
+    pub trust_proxy: bool,
     pub log_format: LogFormat,
     /// Largest number of argon2 hashes computed at once (each takes 19 MiB and a core).
     pub password_hash_concurrency: usize,
@@ -148,6 +151,15 @@ impl Config {
                 )))
             }
         };
+        let trust_proxy = match env.get("TRUST_PROXY").unwrap_or("false") {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "TRUST_PROXY must be 'true' or 'false', got '{other}'"
+                )))
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Config {
             host: env.parse(
@@ -180,6 +192,7 @@ impl Config {
                 "a whole number of requests per minute (0: off)",
             )?,
             cors_origins,
+            trust_proxy,
             log_format,
             password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", cores)?,
             database_max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 20)?,
@@ -302,6 +315,7 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("REDIS_URL", "localhost:6379"),
             ("DEFAULT_ROOMS", "general,Bad Room"),
+            ("TRUST_PROXY", "maybe"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(

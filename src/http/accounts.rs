@@ -1,7 +1,7 @@
 //! Accounts over REST: `/api/auth/*` and `/api/me*`. Handlers only parse and answer; the work is
 //! in `crate::accounts`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, State},
@@ -30,6 +30,25 @@ pub fn router() -> Router<AppState> {
         .route("/me/password", post(change_password))
 }
 
+/// The client's address: the TCP peer, or behind a trusted proxy (`TRUST_PROXY`) the last
+/// `X-Forwarded-For` entry, which the proxy itself appended (earlier entries are the client's
+/// own claims).
+fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if state.config.trust_proxy {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .last();
+        if let Some(address) = forwarded {
+            return address;
+        }
+    }
+    peer.ip()
+}
+
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::USER_AGENT)
@@ -50,7 +69,9 @@ async fn register(
     headers: HeaderMap,
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<(StatusCode, Json<Authenticated>)> {
-    state.auth_limits.check_address(peer.ip())?;
+    state
+        .auth_limits
+        .check_address(client_address(&state, peer, &headers))?;
     let registration = Registration {
         username: body.username,
         password: body.password,
@@ -73,7 +94,9 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<LoginRequest>,
 ) -> AppResult<Json<Authenticated>> {
-    state.auth_limits.check_address(peer.ip())?;
+    state
+        .auth_limits
+        .check_address(client_address(&state, peer, &headers))?;
     let authenticated =
         accounts::login(&state, &body.username, body.password, user_agent(&headers)).await?;
     Ok(Json(authenticated))

@@ -618,3 +618,27 @@ async fn auth_rate_zero_turns_the_auth_limits_off() {
     }
     app.login("xena", "xena-password").await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_address() {
+    let login = |app: &common::TestApp, forwarded: &'static str| {
+        let req = app
+            .client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({"username": "nobody", "password": "whatever-1"}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let app = spawn_app_with(&[("AUTH_RATE", "2"), ("TRUST_PROXY", "true")]).await;
+    // The client may claim anything; the proxy's own (last) entry is what counts.
+    assert_eq!(login(&app, "1.1.1.1, 10.0.0.1").await, 401);
+    assert_eq!(login(&app, "2.2.2.2, 10.0.0.1").await, 401);
+    assert_eq!(login(&app, "3.3.3.3, 10.0.0.1").await, 429);
+    assert_eq!(login(&app, "10.0.0.2").await, 401);
+
+    // Without TRUST_PROXY the header is ignored: every request comes from the peer.
+    let app = spawn_app_with(&[("AUTH_RATE", "2")]).await;
+    assert_eq!(login(&app, "10.0.0.1").await, 401);
+    assert_eq!(login(&app, "10.0.0.2").await, 401);
+    assert_eq!(login(&app, "10.0.0.3").await, 429);
+}

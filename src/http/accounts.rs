@@ -41,7 +41,7 @@ fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Ip
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back();
         if let Some(address) = forwarded {
             return address;
         }

@@ -68,7 +68,7 @@ impl AppState {
         );
         let shared_limits = realtime
             .cluster()
-            .map(|c| (c.redis(), config.redis_prefix.clone()));
+            .map(|c| (c.clone(), config.redis_prefix.clone()));
         let state = AppState {
             keys: Arc::new(Keys::new(&config.jwt_secret.0, config.access_token_ttl)),
             passwords: Passwords::new(config.password_hash_concurrency),

@@ -16,7 +16,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -98,6 +98,10 @@ pub struct Cluster {
     subscribed: AtomicBool,
     /// True while publishing works; used to log an outage once rather than per message.
     publishing: AtomicBool,
+    /// When Redis last failed a command (ms since `started`; 0: never). While this is recent,
+    /// Redis work is skipped rather than waited on: an outage must not slow this node down.
+    last_failure_ms: AtomicU64,
+    started: std::time::Instant,
 }
 
 /// How long a question waits for the other nodes' answers.
@@ -124,6 +128,8 @@ impl Cluster {
             waiting: DashMap::new(),
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(true),
+            last_failure_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(subscribe(client, Arc::downgrade(&cluster), local));
         tracing::info!(node.id = %node, prefix, "cluster mode: nodes meet over Redis");
@@ -135,12 +141,39 @@ impl Cluster {
         self.redis.clone()
     }
 
+    /// Whether Redis work should be tried now: yes unless a command failed less than a second
+    /// ago (then one try per second probes whether it is back).
+    pub fn redis_usable(&self) -> bool {
+        let failed = self.last_failure_ms.load(Ordering::Acquire);
+        failed == 0 || self.now_ms().saturating_sub(failed) >= 1000
+    }
+
+    /// Records a failed Redis command (see `redis_usable`).
+    pub fn redis_failed(&self) {
+        self.last_failure_ms
+            .store(self.now_ms().max(1), Ordering::Release);
+    }
+
+    fn redis_ok(&self) {
+        self.last_failure_ms.store(0, Ordering::Release);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     /// Whether Redis answers a PING now.
     pub async fn ping(&self) -> bool {
         let mut redis = self.redis.clone();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut redis);
-        matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping).await, Ok(Ok(_)))
+        let up = matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping).await, Ok(Ok(_)));
+        if up {
+            self.redis_ok();
+        } else {
+            self.redis_failed();
+        }
+        up
     }
 
     /// Tells the other nodes. A failure is logged (once per outage) and otherwise ignored: the
@@ -156,11 +189,13 @@ impl Cluster {
         let mut redis = self.redis.clone();
         match redis.publish::<_, _, i64>(&self.bus, payload).await {
             Ok(_) => {
+                self.redis_ok();
                 if !self.publishing.swap(true, Ordering::AcqRel) {
                     tracing::info!("Redis is back: publishing to the other nodes again");
                 }
             }
             Err(err) => {
+                self.redis_failed();
                 if self.publishing.swap(false, Ordering::AcqRel) {
                     tracing::warn!(error = %err, "Redis unavailable: other nodes will not hear this node until it returns");
                 }
@@ -170,6 +205,10 @@ impl Cluster {
 
     /// Asks every other node; returns the answers that came within the timeout.
     pub async fn ask(&self, query: Query) -> Vec<Value> {
+        // Without the subscription no answer could reach us; without Redis no question goes out.
+        if !self.subscribed.load(Ordering::Acquire) || !self.redis_usable() {
+            return Vec::new();
+        }
         let mut redis = self.redis.clone();
         let listeners: Result<(String, i64), _> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
@@ -177,6 +216,7 @@ impl Cluster {
             .query_async(&mut redis)
             .await;
         let Ok((_, listeners)) = listeners else {
+            self.redis_failed();
             return Vec::new();
         };
         let others = listeners - i64::from(self.subscribed.load(Ordering::Acquire));

@@ -165,7 +165,7 @@ fn spawn_cleanup(limits: Weak<AuthLimits>) {
 /// is better than refusing every message during the outage.
 pub struct MessageLimits {
     local: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
-    shared: Option<(redis::aio::ConnectionManager, String)>,
+    shared: Option<(Arc<crate::cluster::Cluster>, String)>,
     rate: u32,
     burst: u32,
     clock: DefaultClock,
@@ -192,7 +192,7 @@ impl MessageLimits {
     pub fn new(
         rate: u32,
         burst: u32,
-        shared: Option<(redis::aio::ConnectionManager, String)>,
+        shared: Option<(Arc<crate::cluster::Cluster>, String)>,
     ) -> Arc<Self> {
         let local = NonZeroU32::new(rate).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
@@ -227,8 +227,8 @@ impl MessageLimits {
         let Some(limiter) = &self.local else {
             return Ok(());
         };
-        if let Some((redis, prefix)) = &self.shared {
-            let mut redis = redis.clone();
+        if let Some((cluster, prefix)) = self.shared.as_ref().filter(|(c, _)| c.redis_usable()) {
+            let mut redis = cluster.redis();
             let interval = 1000.0 / f64::from(self.rate);
             let waited: redis::RedisResult<u64> = redis::Script::new(GCRA)
                 .key(format!("{prefix}:rate:{user}"))

@@ -30,16 +30,11 @@ pub(super) fn register(state: &AppState) {
         let st = st.clone();
         async move { admit(st, s, auth).await }
     };
-    let st = state.clone();
-    let connected = move |s: SocketRef| {
-        let st = st.clone();
-        async move {
-            if let Some(conn) = s.extensions.get::<inbound::Conn>() {
-                let _ = s.emit("session", &json!({ "user": conn.auth.user }));
-            }
-            tracing::debug!(socket.id = %s.id, "socket connected");
-            drop(st);
+    let connected = |s: SocketRef| async move {
+        if let Some(conn) = s.extensions.get::<inbound::Conn>() {
+            let _ = s.emit("session", &json!({ "user": conn.auth.user }));
         }
+        tracing::debug!(socket.id = %s.id, "socket connected");
     };
     state.realtime.io().ns("/", connected.with(authenticate));
 }

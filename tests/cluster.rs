@@ -322,3 +322,41 @@ async fn the_message_rate_limit_counts_all_nodes_together() {
         .is_some_and(|ms| ms > 0));
     assert_eq!(c.count("messages").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsewhere() {
+    let mut c = cluster(&[]).await;
+    let ann = c.node(0).register("ann").await;
+    let a = on(&c, 0, &ann).await;
+    ok(&a.call("joinRoom", json!("general")).await);
+    let acks = join_all((1..=20).map(|i| {
+        a.call_later(
+            "sendMessage",
+            json!({"room": "general", "body": format!("m{i}")}),
+        )
+    }))
+    .await;
+    assert!(acks.iter().all(|a| a["ok"] == true));
+    // SIGKILL: no shutdown, no flushing.
+    c.nodes[0].kill();
+    a.wait_disconnected().await;
+    assert_eq!(
+        c.count("messages").await,
+        20,
+        "every acknowledged message is in Postgres"
+    );
+
+    // The client reconnects to another node and resumes after the last seq it saw (say 15).
+    let again = on(&c, 1, &ann).await;
+    ok(&again
+        .call("joinRoom", json!({"room": "general", "since": 15}))
+        .await);
+    let history = again.next("history").await;
+    let seqs: Vec<i64> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [16, 17, 18, 19, 20]);
+}

@@ -133,3 +133,43 @@ async fn serve_creates_a_missing_database_and_migrates_it() {
         "columns without a comment: {uncommented:?}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_sockets_messages_denials_and_requests() {
+    use common::sio::{SioClient, Transport};
+    use serde_json::json;
+
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let owner = app.register("owner").await;
+    app.create_room(&owner, "secret", "private").await;
+    let s = SioClient::connect_token(&app.base, &ann.access, Transport::WebSocket).await;
+    assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
+    assert_eq!(
+        s.call("sendMessage", json!({"room": "general", "body": "hi"}))
+            .await["ok"],
+        true
+    );
+    assert_eq!(s.call("joinRoom", json!("secret")).await["ok"], false);
+    s.next("message").await;
+
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("huddle_sockets_connected"), 1.0);
+    assert_eq!(value("huddle_messages_persisted_total"), 1.0);
+    assert_eq!(value("huddle_join_denials_total"), 1.0);
+    assert!(value("huddle_deliveries_total") >= 1.0);
+    assert!(value("huddle_http_request_duration_seconds_count") >= 3.0);
+}

@@ -47,6 +47,16 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();

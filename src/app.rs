@@ -156,8 +156,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+
     let realtime = state.realtime.clone();
     let app = router(state);
+    // Without TCP_NODELAY, Nagle's algorithm holds a small frame (an ack written right after a
+    // broadcast) until the client's delayed ACK arrives: about 40 ms per ack on Linux.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -9,6 +9,8 @@ COPY .cargo .cargo
 COPY .sqlx .sqlx
 COPY migrations migrations
 COPY src src
+# The workspace's other member (the load generator) must be present for cargo to load it.
+COPY bench bench
 RUN cargo build --release --locked --bin huddle
 
 FROM debian:bookworm-slim

@@ -1,0 +1,203 @@
+//! Message senders: open loop (fixed schedule, latency from the scheduled time) and closed loop
+//! (a window of un-acked sends, latency from the actual send time).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::sio::{ack_error_code, ack_ok, Socket};
+use crate::stats::{new_hist, record};
+
+/// How long after the end of the run un-acked sends are still waited for.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy)]
+pub struct Window {
+    /// Time zero: bodies carry nanoseconds since this instant.
+    pub t0: Instant,
+    /// Start of the measured phase (end of warm-up).
+    pub from: Instant,
+    /// End of sending.
+    pub to: Instant,
+}
+
+#[derive(Default)]
+pub struct SendResult {
+    pub hist: Option<Histogram<u64>>,
+    pub sent: u64,
+    /// Acks received while the measured phase ran.
+    pub acked_in_window: u64,
+    /// Ok acks of sends scheduled (open loop) or sent (closed loop) in the measured phase.
+    pub acked_of_window: u64,
+    pub acked_total: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub unacked: u64,
+}
+
+impl SendResult {
+    pub fn merge(&mut self, o: SendResult) {
+        match (&mut self.hist, o.hist) {
+            (Some(h), Some(x)) => h.add(&x).expect("hist add"),
+            (h @ None, x) => *h = x,
+            _ => {}
+        }
+        self.sent += o.sent;
+        self.acked_in_window += o.acked_in_window;
+        self.acked_of_window += o.acked_of_window;
+        self.acked_total += o.acked_total;
+        self.unacked += o.unacked;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+fn nanos(t0: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(t0).as_nanos() as u64
+}
+
+/// Sends `sendMessage` on a fixed schedule: `rate` msgs/s, first send at `t0 + offset`.
+/// The body is the scheduled time in ns since `t0`. Acked counter is bumped live for progress.
+pub async fn open_loop(
+    sock: Arc<Socket>,
+    room: String,
+    rate: f64,
+    offset: Duration,
+    w: &Window,
+    tag: String,
+    acked: Arc<AtomicU64>,
+) -> SendResult {
+    let mut res = SendResult {
+        hist: Some(new_hist()),
+        ..Default::default()
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut k: u64 = 0;
+    let mut next = w.t0 + offset;
+    let mut inflight = FuturesUnordered::new();
+    loop {
+        let sending = next < w.to;
+        tokio::select! {
+            biased;
+            Some((sched, raw)) = inflight.next() => {
+                handle_ack(&mut res, w, sched, sched, raw, &acked);
+            }
+            _ = tokio::time::sleep_until(next), if sending => {
+                let body = nanos(w.t0, next).to_string();
+                let payload = json!({"room": room, "body": body, "client_id": format!("{tag}-{k}")});
+                let rx = sock.emit_ack("sendMessage", &payload);
+                let sched = next;
+                inflight.push(async move { (sched, rx.await.ok()) });
+                res.sent += 1;
+                k += 1;
+                next = w.t0 + offset + interval.mul_f64(k as f64);
+            }
+            else => break,
+        }
+        if !sending {
+            break;
+        }
+    }
+    drain(&mut res, w, inflight, &acked).await;
+    res
+}
+
+/// Closed loop: keeps `window` sends in flight until `w.to`.
+pub async fn closed_loop(
+    sock: Arc<Socket>,
+    room: String,
+    window: usize,
+    w: &Window,
+    tag: String,
+    acked: Arc<AtomicU64>,
+) -> SendResult {
+    let mut res = SendResult {
+        hist: Some(new_hist()),
+        ..Default::default()
+    };
+    let mut k: u64 = 0;
+    let mut inflight = FuturesUnordered::new();
+    let send = |k: u64| {
+        let now = Instant::now();
+        let body = nanos(w.t0, now).to_string();
+        let payload = json!({"room": room, "body": body, "client_id": format!("{tag}-{k}")});
+        let rx = sock.emit_ack("sendMessage", &payload);
+        async move { (now, rx.await.ok()) }
+    };
+    for _ in 0..window.max(1) {
+        inflight.push(send(k));
+        k += 1;
+        res.sent += 1;
+    }
+    while let Some((sent_at, raw)) = inflight.next().await {
+        let now = Instant::now();
+        handle_ack(&mut res, w, sent_at, now, raw, &acked);
+        if now < w.to {
+            inflight.push(send(k));
+            k += 1;
+            res.sent += 1;
+        }
+    }
+    res
+}
+
+/// Records one ack. `start` is the latency origin (scheduled or actual send time).
+fn handle_ack(
+    res: &mut SendResult,
+    w: &Window,
+    start: Instant,
+    _ref_time: Instant,
+    raw: Option<String>,
+    acked: &AtomicU64,
+) {
+    let now = Instant::now();
+    let Some(raw) = raw else {
+        *res.errors.entry("socket_closed".into()).or_default() += 1;
+        return;
+    };
+    if !ack_ok(&raw) {
+        *res.errors.entry(ack_error_code(&raw)).or_default() += 1;
+        return;
+    }
+    res.acked_total += 1;
+    acked.fetch_add(1, Ordering::Relaxed);
+    if now >= w.from && now < w.to {
+        res.acked_in_window += 1;
+    }
+    if start >= w.from && start < w.to {
+        res.acked_of_window += 1;
+        if let Some(h) = res.hist.as_mut() {
+            record(h, now.duration_since(start).as_micros() as u64);
+        }
+    }
+}
+
+async fn drain<F>(
+    res: &mut SendResult,
+    w: &Window,
+    mut inflight: FuturesUnordered<F>,
+    acked: &AtomicU64,
+) where
+    F: std::future::Future<Output = (Instant, Option<String>)>,
+{
+    let deadline = w.to + DRAIN;
+    loop {
+        tokio::select! {
+            next = inflight.next() => match next {
+                Some((sched, raw)) => handle_ack(res, w, sched, sched, raw, acked),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                res.unacked += inflight.len() as u64;
+                break;
+            }
+        }
+    }
+}

@@ -2,23 +2,17 @@
 
 mod common;
 
-use common::{spawn_app, Session, TestApp};
+use common::spawn_app;
 use serde_json::json;
-
-async fn make_admin(app: &TestApp, name: &str) -> Session {
-    let session = app.register(name).await;
-    sqlx::query("update users set is_admin = true where id = $1")
-        .bind(session.id)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    session
-}
 
 #[tokio::test]
 async fn disabling_revokes_every_session_and_blocks_login_until_enabled() {
     let app = spawn_app().await;
-    let boss = make_admin(&app, "boss").await;
+    let boss = {
+        let s = app.register("boss").await;
+        app.make_admin(&s).await;
+        s
+    };
     let ann = app.register("ann").await;
     let ann_phone = app.login("ann", &ann.password).await;
 
@@ -102,7 +96,11 @@ async fn only_admins_disable_and_enable() {
 #[tokio::test]
 async fn disabling_an_unknown_user_or_oneself_is_refused() {
     let app = spawn_app().await;
-    let boss = make_admin(&app, "boss").await;
+    let boss = {
+        let s = app.register("boss").await;
+        app.make_admin(&s).await;
+        s
+    };
     app.post(
         &format!("/api/admin/users/{}/disable", uuid::Uuid::now_v7()),
         Some(&boss.access),

@@ -39,19 +39,7 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let server = common::postgres_server_url();
-            if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
-                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        });
+        common::drop_database(self.name.clone());
     }
 }
 

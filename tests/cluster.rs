@@ -26,15 +26,6 @@ async fn on(c: &TestCluster, node: usize, who: &Session) -> SioClient {
     SioClient::connect_token(&c.node(node).base, &who.access, Transport::WebSocket).await
 }
 
-async fn until(s: &SioClient, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = s.next(event).await;
-        if pred(&v) {
-            return v;
-        }
-    }
-}
-
 fn ok(ack: &Value) {
     assert_eq!(ack["ok"], true, "{ack}");
 }
@@ -71,7 +62,7 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
     for s in [&b, &k] {
         let mut seqs = Vec::new();
         while seqs.len() < 100 {
-            let m = until(s, "message", |m| m["kind"] == "user").await;
+            let m = s.until("message", |m| m["kind"] == "user").await;
             seqs.push(m["seq"].as_i64().unwrap());
         }
         assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
@@ -81,9 +72,8 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
         .call("sendMessage", json!({"room": "general", "body": "from C"}))
         .await);
     assert_eq!(
-        until(&a, "message", |m| m["kind"] == "user"
-            && m["body"] == "from C")
-        .await["seq"],
+        a.until("message", |m| m["kind"] == "user" && m["body"] == "from C")
+            .await["seq"],
         101
     );
 }
@@ -95,11 +85,12 @@ async fn presence_and_list_online_count_sockets_on_every_node() {
     let bob = c.node(0).register("bob").await;
     let a = on(&c, 0, &ann).await;
     ok(&a.call("joinRoom", json!("general")).await);
-    until(&a, "presence", |p| p["user"]["username"] == "ann").await;
+    a.until("presence", |p| p["user"]["username"] == "ann")
+        .await;
 
     let b1 = on(&c, 1, &bob).await;
     ok(&b1.call("joinRoom", json!("general")).await);
-    let joined = until(&a, "presence", |_| true).await;
+    let joined = a.until("presence", |_| true).await;
     assert_eq!(
         (
             joined["status"].as_str(),
@@ -110,7 +101,7 @@ async fn presence_and_list_online_count_sockets_on_every_node() {
     // Bob's second socket, on a third node: welcomed, but bob was already there.
     let b2 = on(&c, 2, &bob).await;
     ok(&b2.call("joinRoom", json!("general")).await);
-    until(&a, "message", |m| {
+    a.until("message", |m| {
         m["body"] == "Welcome bob to the general room!"
     })
     .await;
@@ -131,7 +122,7 @@ async fn presence_and_list_online_count_sockets_on_every_node() {
     a.assert_silent("presence", Duration::from_millis(300))
         .await;
     b2.disconnect().await;
-    let left = until(&a, "presence", |_| true).await;
+    let left = a.until("presence", |_| true).await;
     assert_eq!(
         (left["status"].as_str(), left["user"]["username"].as_str()),
         (Some("left"), Some("bob"))
@@ -154,7 +145,8 @@ async fn kicks_and_room_deletion_act_on_every_node() {
     for s in [&o, &b1, &b2] {
         ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
     }
-    until(&o, "presence", |p| p["user"]["username"] == "bob").await;
+    o.until("presence", |p| p["user"]["username"] == "bob")
+        .await;
 
     // Kicked through node 0; bob's sockets are on nodes 1 and 2.
     c.node(0)
@@ -165,9 +157,9 @@ async fn kicks_and_room_deletion_act_on_every_node() {
         .await
         .ok(204);
     for s in [&b1, &b2] {
-        assert_eq!(until(s, "removed", |_| true).await["reason"], "kicked");
+        assert_eq!(s.until("removed", |_| true).await["reason"], "kicked");
     }
-    assert_eq!(until(&o, "presence", |_| true).await["status"], "left");
+    assert_eq!(o.until("presence", |_| true).await["status"], "left");
     ok(&o
         .call("sendMessage", json!({"room": id, "body": "members only"}))
         .await);
@@ -198,7 +190,7 @@ async fn kicks_and_room_deletion_act_on_every_node() {
         .ok(204);
     for s in [&o, &b1] {
         assert_eq!(
-            until(s, "removed", |r| r["room"]["name"] == "town").await["reason"],
+            s.until("removed", |r| r["room"]["name"] == "town").await["reason"],
             "room_deleted"
         );
     }
@@ -267,7 +259,7 @@ async fn direct_messages_reach_every_socket_of_the_recipient() {
         .await;
     ok(&ack);
     for s in [&b1, &b2, &a] {
-        let m = until(s, "message", |m| m["kind"] == "user").await;
+        let m = s.until("message", |m| m["kind"] == "user").await;
         assert_eq!(
             (m["body"].as_str(), &m["room"]["id"]),
             (Some("psst"), &ack["room"]["id"])
@@ -278,14 +270,14 @@ async fn direct_messages_reach_every_socket_of_the_recipient() {
     ok(&b1
         .call("markRead", json!({"room": ack["room"]["id"], "seq": 1}))
         .await);
-    assert_eq!(until(&b2, "read", |_| true).await["seq"], 1);
+    assert_eq!(b2.until("read", |_| true).await["seq"], 1);
     // Typing crosses nodes too.
     ok(&a.call("joinRoom", json!(ack["room"]["id"])).await);
     ok(&a
         .call("typing", json!({"room": ack["room"]["id"], "typing": true}))
         .await);
     assert_eq!(
-        until(&b1, "typing", |_| true).await["user"]["username"],
+        b1.until("typing", |_| true).await["user"]["username"],
         "ann"
     );
 }

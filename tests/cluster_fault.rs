@@ -9,16 +9,7 @@ use common::{
     cluster::{OwnRedis, TestCluster},
     sio::{SioClient, Transport},
 };
-use serde_json::{json, Value};
-
-async fn until(s: &SioClient, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = s.next(event).await;
-        if pred(&v) {
-            return v;
-        }
-    }
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
@@ -36,7 +27,7 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
             .await["ok"],
         true
     );
-    until(&b, "message", |m| m["body"] == "before").await;
+    b.until("message", |m| m["body"] == "before").await;
 
     redis.kill();
 
@@ -56,7 +47,8 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
         .await;
     assert_eq!(during["ok"], true, "{during}");
     let seq = during["message"]["seq"].as_i64().unwrap();
-    until(&a, "message", |m| m["body"] == "during the outage").await;
+    a.until("message", |m| m["body"] == "during the outage")
+        .await;
     let stored: i64 =
         sqlx::query_scalar("select count(*) from messages where body = 'during the outage'")
             .fetch_one(&c.db)

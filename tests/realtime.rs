@@ -57,17 +57,6 @@ async fn connect(app: &TestApp, who: &Session, t: Transport) -> SioClient {
     SioClient::connect_token(&app.base, &who.access, t).await
 }
 
-/// Takes `event`s until one satisfies `pred` (the others are dropped); panics after the
-/// client's timeout.
-async fn until(s: &SioClient, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let v = s.next(event).await;
-        if pred(&v) {
-            return v;
-        }
-    }
-}
-
 fn assert_ok(ack: &Value) {
     assert_eq!(ack["ok"], true, "ack: {ack}");
 }
@@ -220,8 +209,9 @@ async fn rejoining_replays_history_and_says_nothing(t: Transport) {
     let a = connect(&app, &ann, t).await;
     assert_ok(&a.call("joinRoom", json!("general")).await);
     a.next("history").await;
-    until(&b, "presence", |p| p["user"]["username"] == "ann").await;
-    until(&b, "message", |m| {
+    b.until("presence", |p| p["user"]["username"] == "ann")
+        .await;
+    b.until("message", |m| {
         m["body"] == "Welcome ann to the general room!"
     })
     .await;
@@ -459,7 +449,7 @@ async fn send_message_persists_then_broadcasts_to_everyone_in_the_room(t: Transp
         .unwrap();
     assert_eq!(stored, 1);
     for socket in [&a, &b] {
-        let live = until(socket, "message", |m| m["kind"] == "user").await;
+        let live = socket.until("message", |m| m["kind"] == "user").await;
         assert_eq!(
             live["room"],
             json!({"id": message["room_id"], "name": "general"})
@@ -821,7 +811,8 @@ async fn a_kick_takes_the_users_sockets_out_at_once(t: Transport) {
     }
     // Everything the joins said has arrived before the kick: the owner heard three notices
     // and bob's arrival, bob's first socket two notices, the second its own.
-    until(&o, "presence", |p| p["user"]["username"] == "bob").await;
+    o.until("presence", |p| p["user"]["username"] == "bob")
+        .await;
     for (s, notices) in [(&o, 3), (&b1, 2), (&b2, 1)] {
         for _ in 0..notices {
             assert_eq!(s.next("message").await["kind"], "system");
@@ -932,11 +923,7 @@ async fn logout_password_change_and_disabling_disconnect_sockets(t: Transport) {
 
     // Disabling: every socket.
     let boss = app.register("boss").await;
-    sqlx::query("update users set is_admin = true where id = $1")
-        .bind(boss.id)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.make_admin(&boss).await;
     app.post(
         &format!("/api/admin/users/{}/disable", ann.id),
         Some(&boss.access),

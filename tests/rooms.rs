@@ -275,15 +275,8 @@ async fn an_admin_may_delete_any_room_even_a_private_one_it_cannot_see() {
     let app = spawn_app().await;
     let owner = app.register("owner").await;
     let room = app.create_room(&owner, "hidden", "private").await;
-    sqlx::query("update users set is_admin = true where username = 'boss'")
-        .execute(&app.db)
-        .await
-        .unwrap();
     let boss = app.register("boss").await;
-    sqlx::query("update users set is_admin = true where username = 'boss'")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.make_admin(&boss).await;
     let path = format!("/api/rooms/{}", room["id"].as_str().unwrap());
     app.get(&path, Some(&boss.access))
         .await

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{postgres_server_url, Api, TEST_JWT_SECRET};
@@ -159,22 +159,7 @@ impl Drop for TestCluster {
         for node in &mut self.nodes {
             node.stop();
         }
-        let name = std::mem::take(&mut self.db_name);
-        let server = postgres_server_url();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        super::drop_database(std::mem::take(&mut self.db_name));
     }
 }
 

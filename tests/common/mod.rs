@@ -95,24 +95,28 @@ impl Drop for TestApp {
         if self.db_name.is_empty() {
             return;
         }
-        // Drop is synchronous; the database is dropped from a thread with its own runtime.
-        let name = std::mem::take(&mut self.db_name);
-        let server = postgres_server_url();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        drop_database(std::mem::take(&mut self.db_name));
     }
+}
+
+/// Drops a test database, from a thread with its own runtime (so it works in `Drop`, inside or
+/// outside an async test).
+pub fn drop_database(name: String) {
+    let server = postgres_server_url();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
+                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    })
+    .join();
 }
 
 /// A reply: status, headers and the JSON body (Null when there is none).
@@ -302,6 +306,15 @@ impl TestApp {
             .await
             .unwrap();
         }
+    }
+
+    /// Makes a registered user an admin (as `huddle user create --admin` would).
+    pub async fn make_admin(&self, who: &Session) {
+        sqlx::query("update users set is_admin = true where id = $1")
+            .bind(who.id)
+            .execute(&self.db)
+            .await
+            .unwrap();
     }
 
     /// How many audit lines with this action exist.

@@ -429,6 +429,17 @@ impl SioClient {
         }
     }
 
+    /// Takes `event`s until one satisfies `pred` (the others are dropped); panics after the
+    /// usual timeout.
+    pub async fn until(&self, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next(event).await;
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
     /// Like `next`, but None if no such event arrives within `within`.
     pub async fn next_within(&self, event: &str, within: Duration) -> Option<Value> {
         self.wait_event(event, within, true).await

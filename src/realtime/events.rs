@@ -31,6 +31,17 @@ impl Ctx {
     fn user_id(&self) -> Uuid {
         self.conn.auth.id()
     }
+
+    /// A message from this socket's user, with a fresh UUIDv7.
+    fn new_message(&self, room_id: Uuid, body: String, client_id: Option<String>) -> NewMessage {
+        NewMessage {
+            id: Uuid::now_v7(),
+            room_id,
+            sender_id: self.user_id(),
+            body,
+            client_id,
+        }
+    }
 }
 
 /// Answers an event's ack: `fields` merged after `"ok": true`, or the error.
@@ -236,7 +247,18 @@ async fn join(ctx: &Ctx, data: &Value, kind: JoinKind) -> AppResult<Value> {
 
     let limit = i64::from(ctx.state.config.history_limit);
     let page = since.map_or(Page::Before(None), Page::After);
-    let history = store::messages::page(&ctx.state.db, room.id, page, limit).await?;
+    let history = match store::messages::page(&ctx.state.db, room.id, page, limit).await {
+        Ok(history) => history,
+        Err(err) => {
+            // A failed join changes nothing: the socket does not stay in the room.
+            if !already {
+                ctx.socket
+                    .leave(vec![channel, presence_channel(room.id, ctx.user_id())]);
+                ctx.conn.forget(room.id);
+            }
+            return Err(err.into());
+        }
+    };
     let _ = ctx.socket.emit(
         "history",
         &json!({ "room": room, "messages": history.messages, "has_more": history.has_more }),
@@ -335,13 +357,7 @@ async fn send_message(ctx: &Ctx, data: &Value, ack: AckSender) {
         let body = message_body(data)?;
         let client_id = client_id(data)?;
         ctx.state.message_limits.check(ctx.user_id()).await?;
-        let message = NewMessage {
-            id: Uuid::now_v7(),
-            room_id: room.id,
-            sender_id: ctx.user_id(),
-            body,
-            client_id,
-        };
+        let message = ctx.new_message(room.id, body, client_id);
         ctx.state.writer.submit(message, room, Vec::new()).await
     }
     .await;
@@ -378,13 +394,7 @@ async fn direct_message(ctx: &Ctx, data: &Value, ack: AckSender) {
             id: room.id,
             name: room.name.clone(),
         };
-        let message = NewMessage {
-            id: Uuid::now_v7(),
-            room_id: room.id,
-            sender_id: ctx.user_id(),
-            body,
-            client_id,
-        };
+        let message = ctx.new_message(room.id, body, client_id);
         let also_to = vec![user_channel(ctx.user_id()), user_channel(target.id)];
         let receipt = ctx.state.writer.submit(message, room_ref, also_to).await?;
         Ok((receipt, room))

@@ -59,7 +59,7 @@ impl AppState {
         let realtime = Realtime::new(&config, metrics.clone())?;
         let publisher = realtime.clone();
         let writer = Writer::start(
-            db.clone(),
+            store::writer_pool(&db),
             metrics.clone(),
             Arc::new(move |committed| {
                 let publisher = publisher.clone();

@@ -1,7 +1,7 @@
 //! Group commit of chat messages.
 //!
 //! Every message goes through one queue to one writer task. The writer takes whatever has queued
-//! up (at most `MAX_BATCH`) and stores it in one transaction (`store::messages::insert_batch`):
+//! up (at most `MAX_BATCH`) and stores it in one statement (`store::messages::insert_batch`):
 //! under load, messages that arrive while a commit is in flight share the next commit, so the
 //! cost of a commit (and its fsync) is spread over many messages; when idle, a message commits
 //! alone and at once. Nothing is acknowledged before its commit.
@@ -22,7 +22,7 @@ use crate::{
     store::messages::{self, BatchOutcome, Message, NewMessage, Stored},
 };
 
-/// Most messages in one transaction.
+/// Most messages in one batch statement.
 pub const MAX_BATCH: usize = 512;
 /// Messages waiting for the writer before senders are made to wait.
 const QUEUE: usize = 16 * 1024;

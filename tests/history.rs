@@ -65,6 +65,79 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
     assert_eq!(seqs(&all), (1..=40).collect::<Vec<_>>());
 }
 
+/// The writer's batch statement: seqs per room in batch order, repeats of a `client_id` (within
+/// the batch or from before) answered with the first copy and using up no seq, and a deleted
+/// room's messages refused while the rest of the batch is stored.
+#[tokio::test]
+async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let id = |room: &Value| -> uuid::Uuid { room["id"].as_str().unwrap().parse().unwrap() };
+    let (a, b, gone) = (
+        app.create_room(&ann, "alpha", "public").await,
+        app.create_room(&ann, "beta", "public").await,
+        app.create_room(&ann, "gone", "public").await,
+    );
+    let earlier = huddle::store::messages::insert(&app.db, id(&a), ann.id, "first", Some("k1"))
+        .await
+        .unwrap();
+    let Stored::New(earlier) = earlier else {
+        panic!("not new: {earlier:?}")
+    };
+    let delete = format!("/api/rooms/{}", id(&gone));
+    app.delete(&delete, Some(&ann.access)).await.ok(204);
+
+    let msg = |room: &Value, body: &str, client_id: Option<&str>| NewMessage {
+        id: uuid::Uuid::now_v7(),
+        room_id: id(room),
+        sender_id: ann.id,
+        body: body.into(),
+        client_id: client_id.map(Into::into),
+    };
+    let batch = [
+        msg(&a, "a1", None),
+        msg(&b, "b1", Some("k2")),
+        msg(&a, "again", Some("k1")), // sent before this batch
+        msg(&gone, "lost", None),
+        msg(&a, "a2", Some("k3")),
+        msg(&b, "b1 again", Some("k2")), // repeat within the batch
+        msg(&b, "b2", None),
+    ];
+    let outcomes = insert_batch(&app.db, &batch).await.unwrap();
+    let summary: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            BatchOutcome::Stored(Stored::New(m)) => format!("new {} {}", m.body, m.seq),
+            BatchOutcome::Stored(Stored::Duplicate(m)) => format!("dup {} {}", m.body, m.seq),
+            BatchOutcome::NoRoom => "no room".into(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "new a1 2",
+            "new b1 1",
+            "dup first 1",
+            "no room",
+            "new a2 3",
+            "dup b1 1",
+            "new b2 2"
+        ]
+    );
+    let BatchOutcome::Stored(Stored::Duplicate(dup)) = &outcomes[2] else {
+        unreachable!()
+    };
+    assert_eq!(dup.id, earlier.id);
+    assert_eq!(seqs(&page(&app, &ann, &a, "").await), [1, 2, 3]);
+    assert_eq!(seqs(&page(&app, &ann, &b, "").await), [1, 2]);
+    let stored: i64 = sqlx::query_scalar("select count(*) from messages")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 5);
+}
+
 #[tokio::test]
 async fn a_message_has_exactly_the_contracts_fields() {
     let app = spawn_app().await;

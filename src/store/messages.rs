@@ -130,7 +130,7 @@ pub async fn page(
 }
 
 /// The result of storing a message.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Stored {
     /// Newly committed with the next seq of its room.
     New(Message),
@@ -232,175 +232,132 @@ pub enum BatchOutcome {
     NoRoom,
 }
 
-/// Stores a batch in one transaction: one query finds earlier copies of repeated `client_id`s,
-/// one locks the batch's rooms (in id order, so concurrent writers on other nodes cannot
-/// deadlock) and reserves a block of seqs per room, and one `insert ... select from unnest`
-/// writes every new message. Seqs follow the batch order within each room.
+/// Stores a batch in one statement, so one round trip and one commit (autocommit) per batch:
+/// - earlier copies of the batch's `client_id`s are looked up (they are answered, not stored);
+/// - the rooms of the new messages are locked in id order (concurrent writers on other nodes
+///   cannot deadlock) and each room's `last_seq` moves up by its count of new messages;
+/// - the new messages are inserted with `insert ... select from unnest`, numbered after the
+///   reserved block in batch order within each room.
 ///
-/// A unique violation (a concurrent copy of a `client_id` on another node) fails the whole
-/// batch; the caller then stores its messages one by one.
+/// Repeats of a `client_id` within the batch must have been taken out by the caller (they are
+/// answered with the first copy). A unique violation (a concurrent copy of a `client_id` on
+/// another node) fails the whole statement, which uses up no seq; the caller then stores the
+/// messages one by one.
 pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec<BatchOutcome>> {
     use std::collections::HashMap;
 
-    let mut tx = db.begin().await?;
-
-    // 1. Earlier copies of any client_id in the batch.
-    let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_id.is_some()).collect();
-    let mut earlier: HashMap<(Uuid, Uuid, String), Message> = HashMap::new();
-    if !keyed.is_empty() {
-        let rooms: Vec<Uuid> = keyed.iter().map(|m| m.room_id).collect();
-        let senders: Vec<Uuid> = keyed.iter().map(|m| m.sender_id).collect();
-        let client_ids: Vec<String> = keyed.iter().filter_map(|m| m.client_id.clone()).collect();
-        let rows = sqlx::query_as!(
-            Row,
-            r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
-                      u.id as sender_id, u.username, u.display_name
-               from messages m
-               join unnest($1::uuid[], $2::uuid[], $3::text[]) as k(room_id, sender_id, client_id)
-                 on m.room_id = k.room_id and m.sender_id = k.sender_id and m.client_id = k.client_id
-               join users u on u.id = m.sender_id"#,
-            &rooms,
-            &senders,
-            &client_ids,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in rows {
-            let message = Message::from(row);
-            let key = (
-                message.room_id,
-                message.sender.id,
-                message.client_id.clone().unwrap_or_default(),
-            );
-            earlier.insert(key, message);
-        }
-    }
-
-    // 2. Which messages are new: not seen before, and not a repeat within this batch.
-    enum Plan {
-        New(usize),
-        Earlier((Uuid, Uuid, String)),
-        SameBatch(usize),
-    }
-    let mut plans = Vec::with_capacity(batch.len());
-    let mut fresh: Vec<&NewMessage> = Vec::new();
-    let mut first_in_batch: HashMap<(Uuid, Uuid, String), usize> = HashMap::new();
-    for m in batch {
-        let key = m
-            .client_id
-            .as_ref()
-            .map(|c| (m.room_id, m.sender_id, c.clone()));
-        match key {
-            Some(k) if earlier.contains_key(&k) => plans.push(Plan::Earlier(k)),
-            Some(k) if first_in_batch.contains_key(&k) => {
-                plans.push(Plan::SameBatch(first_in_batch[&k]))
-            }
-            key => {
-                if let Some(k) = key {
-                    first_in_batch.insert(k, fresh.len());
+    // Repeats within the batch are answered with their first copy's outcome.
+    let mut first_in_batch: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
+    let mut same_as: Vec<Option<usize>> = Vec::with_capacity(batch.len());
+    for (i, m) in batch.iter().enumerate() {
+        let first = m.client_id.as_deref().and_then(|c| {
+            let key = (m.room_id, m.sender_id, c);
+            match first_in_batch.get(&key) {
+                Some(&first) => Some(first),
+                None => {
+                    first_in_batch.insert(key, i);
+                    None
                 }
-                plans.push(Plan::New(fresh.len()));
-                fresh.push(m);
             }
-        }
+        });
+        same_as.push(first);
     }
-
-    // 3. Reserve seqs: lock the rooms in id order, then add each room's count to last_seq.
-    let mut counts: HashMap<Uuid, i64> = HashMap::new();
-    for m in &fresh {
-        *counts.entry(m.room_id).or_default() += 1;
-    }
-    let mut room_ids: Vec<Uuid> = counts.keys().copied().collect();
-    room_ids.sort();
-    let room_counts: Vec<i64> = room_ids.iter().map(|id| counts[id]).collect();
-    let reserved = if room_ids.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query!(
-            r#"with locked as (
-                   select id from rooms where id = any($1) order by id for update
-               )
-               update rooms r set last_seq = r.last_seq + c.n
-               from unnest($1::uuid[], $2::bigint[]) as c(id, n), locked l
-               where r.id = c.id and l.id = c.id
-               returning r.id, r.last_seq - c.n as "first_before!""#,
-            &room_ids,
-            &room_counts,
-        )
-        .fetch_all(&mut *tx)
-        .await?
-    };
-    let mut next_seq: HashMap<Uuid, i64> = reserved
-        .into_iter()
-        .map(|r| (r.id, r.first_before))
-        .collect();
-
-    // 4. Insert the new messages of rooms that still exist, with their seqs.
-    let mut seqs: Vec<Option<i64>> = Vec::with_capacity(fresh.len());
-    for m in &fresh {
-        seqs.push(next_seq.get_mut(&m.room_id).map(|s| {
-            *s += 1;
-            *s
-        }));
-    }
-    let insertable: Vec<(usize, &NewMessage, i64)> = fresh
+    let sent: Vec<&NewMessage> = batch
         .iter()
-        .zip(&seqs)
-        .enumerate()
-        .filter_map(|(i, (m, seq))| seq.map(|s| (i, *m, s)))
+        .zip(&same_as)
+        .filter(|(_, first)| first.is_none())
+        .map(|(m, _)| m)
         .collect();
-    let mut stored: HashMap<usize, Message> = HashMap::new();
-    if !insertable.is_empty() {
-        let ids: Vec<Uuid> = insertable.iter().map(|(_, m, _)| m.id).collect();
-        let rooms: Vec<Uuid> = insertable.iter().map(|(_, m, _)| m.room_id).collect();
-        let seq_values: Vec<i64> = insertable.iter().map(|(_, _, s)| *s).collect();
-        let senders: Vec<Uuid> = insertable.iter().map(|(_, m, _)| m.sender_id).collect();
-        let bodies: Vec<String> = insertable.iter().map(|(_, m, _)| m.body.clone()).collect();
-        let client_ids: Vec<Option<String>> = insertable
-            .iter()
-            .map(|(_, m, _)| m.client_id.clone())
-            .collect();
-        let rows = sqlx::query_as!(
-            Row,
-            r#"with inserted as (
-                   insert into messages (id, room_id, seq, sender_id, body, client_id)
-                   select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
-                   returning id, room_id, seq, body, client_id, created_at, edited_at, sender_id
-               )
-               select i.id as "id!", i.room_id as "room_id!", i.seq as "seq!", i.body as "body!",
-                      i.client_id, i.created_at as "created_at!", i.edited_at,
-                      u.id as sender_id, u.username, u.display_name
-               from inserted i join users u on u.id = i.sender_id"#,
-            &ids,
-            &rooms,
-            &seq_values,
-            &senders,
-            &bodies,
-            &client_ids as &[Option<String>],
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let position: HashMap<Uuid, usize> =
-            insertable.iter().map(|(i, m, _)| (m.id, *i)).collect();
-        for row in rows {
-            let message = Message::from(row);
-            if let Some(i) = position.get(&message.id) {
-                stored.insert(*i, message);
-            }
-        }
-    }
-    tx.commit().await?;
+    let ids: Vec<Uuid> = sent.iter().map(|m| m.id).collect();
+    let rooms: Vec<Uuid> = sent.iter().map(|m| m.room_id).collect();
+    let senders: Vec<Uuid> = sent.iter().map(|m| m.sender_id).collect();
+    let bodies: Vec<&str> = sent.iter().map(|m| m.body.as_str()).collect();
+    let client_ids: Vec<Option<&str>> = sent.iter().map(|m| m.client_id.as_deref()).collect();
 
-    Ok(plans
-        .into_iter()
-        .map(|plan| match plan {
-            Plan::New(i) => stored.get(&i).cloned().map_or(BatchOutcome::NoRoom, |m| {
-                BatchOutcome::Stored(Stored::New(m))
-            }),
-            Plan::SameBatch(i) => stored.get(&i).cloned().map_or(BatchOutcome::NoRoom, |m| {
-                BatchOutcome::Stored(Stored::Duplicate(m))
-            }),
-            Plan::Earlier(k) => BatchOutcome::Stored(Stored::Duplicate(earlier[&k].clone())),
+    let rows = sqlx::query!(
+        r#"with input as materialized (
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+                   with ordinality as t(id, room_id, sender_id, body, client_id, ord)
+           ), earlier as materialized (
+               select i.id as input_id, m.id, m.room_id, m.seq, m.body, m.client_id,
+                      m.created_at, m.edited_at, m.sender_id
+               from input i
+               join messages m on m.room_id = i.room_id and m.sender_id = i.sender_id
+                              and m.client_id = i.client_id
+           ), fresh as materialized (
+               select i.* from input i where not exists (select from earlier e where e.input_id = i.id)
+           ), locked as materialized (
+               select id from rooms where id in (select room_id from fresh) order by id for update
+           ), reserved as (
+               update rooms r set last_seq = r.last_seq + c.n
+               from (select room_id, count(*) as n from fresh group by room_id) c, locked l
+               where r.id = c.room_id and l.id = c.room_id
+               returning r.id, r.last_seq - c.n as first_before
+           ), inserted as (
+               insert into messages (id, room_id, seq, sender_id, body, client_id)
+               select f.id, f.room_id,
+                      r.first_before + row_number() over (partition by f.room_id order by f.ord),
+                      f.sender_id, f.body, f.client_id
+               from fresh f join reserved r on r.id = f.room_id
+               returning id, room_id, seq, body, client_id, created_at, edited_at, sender_id
+           ), stored as (
+               select id as input_id, false as duplicate, id, room_id, seq, body, client_id,
+                      created_at, edited_at, sender_id
+               from inserted
+               union all
+               select input_id, true, id, room_id, seq, body, client_id, created_at, edited_at,
+                      sender_id
+               from earlier
+           )
+           select s.input_id as "input_id!", s.duplicate as "duplicate!", s.id as "id!",
+                  s.room_id as "room_id!", s.seq as "seq!", s.body as "body!", s.client_id,
+                  s.created_at as "created_at!", s.edited_at, u.id as sender_id, u.username,
+                  u.display_name
+           from stored s join users u on u.id = s.sender_id"#,
+        &ids,
+        &rooms,
+        &senders,
+        &bodies as &[&str],
+        &client_ids as &[Option<&str>],
+    )
+    .fetch_all(db)
+    .await?;
+
+    let mut by_input: HashMap<Uuid, Stored> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let message = Message::from(Row {
+            id: r.id,
+            room_id: r.room_id,
+            seq: r.seq,
+            body: r.body,
+            client_id: r.client_id,
+            created_at: r.created_at,
+            edited_at: r.edited_at,
+            sender_id: r.sender_id,
+            username: r.username,
+            display_name: r.display_name,
+        });
+        let stored = if r.duplicate {
+            Stored::Duplicate(message)
+        } else {
+            Stored::New(message)
+        };
+        by_input.insert(r.input_id, stored);
+    }
+    Ok(batch
+        .iter()
+        .zip(same_as)
+        .map(|(m, first)| match first {
+            // A repeat gets the first copy's message, as a duplicate.
+            Some(first) => match by_input.get(&batch[first].id) {
+                Some(Stored::New(m) | Stored::Duplicate(m)) => {
+                    BatchOutcome::Stored(Stored::Duplicate(m.clone()))
+                }
+                None => BatchOutcome::NoRoom,
+            },
+            None => by_input
+                .get(&m.id)
+                .map_or(BatchOutcome::NoRoom, |s| BatchOutcome::Stored(s.clone())),
         })
         .collect())
 }

@@ -85,6 +85,9 @@ impl Realtime {
             .ws_max_message_size(limit)
             .ws_max_frame_size(limit)
             .max_buffer_size(1024)
+            // Every socket keeps a read buffer this size; chat frames are small (a larger one
+            // is read in several pieces). 4 KiB by default: 3 KiB more per idle socket.
+            .ws_read_buffer_size(1024)
             .build_layer();
         let local = Local {
             io,

@@ -119,9 +119,7 @@ impl Passwords {
             }))
             .ok()
             .context("no password hashing thread is running")?;
-        let result = result
-            .await
-            .context("password hashing thread stopped")??;
+        let result = result.await.context("password hashing thread stopped")??;
         Ok(result)
     }
 }

@@ -36,13 +36,17 @@ use crate::{
 pub(crate) const INBOX: usize = 1024;
 
 pub(crate) enum Cmd {
-    Event {
-        name: String,
-        data: Json,
-        ack: AckSender,
-    },
+    /// Boxed so that the queue's slots stay small: tokio allocates them in blocks of 32 as
+    /// soon as the queue exists, for every connected socket.
+    Event(Box<Queued>),
     /// The socket is gone.
     Disconnected,
+}
+
+pub(crate) struct Queued {
+    name: String,
+    data: Json,
+    ack: AckSender,
 }
 
 /// What a connected socket carries: its identity, its queue, and the chat rooms it joined.
@@ -130,14 +134,17 @@ async fn run(state: AppState, socket: SocketRef, conn: Conn, mut rx: mpsc::Recei
     };
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            Cmd::Event { name, data, ack } => {
+            Cmd::Event(event) => {
                 // Events still queued when the socket went away are dropped, not half-done.
                 if !ctx.conn.is_gone() {
-                    events::handle(&ctx, &name, data, ack).await;
+                    let Queued { name, data, ack } = *event;
+                    // Boxed: the handlers' state machines are large, and an idle socket's task
+                    // should not carry one around while it waits for its next event.
+                    Box::pin(events::handle(&ctx, &name, data, ack)).await;
                 }
             }
             Cmd::Disconnected => {
-                events::disconnected(&ctx).await;
+                Box::pin(events::disconnected(&ctx)).await;
                 break;
             }
         }
@@ -167,11 +174,12 @@ impl FromMessage<LocalAdapter> for Inbound {
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         // No argument at all reads as null, which each event then refuses or accepts.
         let data = data.unwrap_or(Json::Null);
-        if let Err(mpsc::error::TrySendError::Full(Cmd::Event { ack, .. })) =
-            conn.inbox.try_send(Cmd::Event { name, data, ack })
+        if let Err(mpsc::error::TrySendError::Full(Cmd::Event(event))) = conn
+            .inbox
+            .try_send(Cmd::Event(Box::new(Queued { name, data, ack })))
         {
             events::reply::<()>(
-                ack,
+                event.ack,
                 Err(AppError::RateLimited {
                     message: "too many requests waiting on this socket".into(),
                     retry_after: std::time::Duration::from_millis(100),

@@ -273,6 +273,13 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
     let senders: Vec<Uuid> = sent.iter().map(|m| m.sender_id).collect();
     let bodies: Vec<&str> = sent.iter().map(|m| m.body.as_str()).collect();
     let client_ids: Vec<Option<&str>> = sent.iter().map(|m| m.client_id.as_deref()).collect();
+    // The rooms are named by primary key (`= any($6)`) rather than found through the batch,
+    // so the plan (generic, made once per connection) walks rooms_pkey whatever the statistics
+    // said when it was made: on a young database it otherwise seq-scanned `rooms`, whose
+    // busiest rows carry many dead versions.
+    let mut room_ids = rooms.clone();
+    room_ids.sort();
+    room_ids.dedup();
 
     let rows = sqlx::query!(
         r#"with input as materialized (
@@ -287,11 +294,11 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
            ), fresh as materialized (
                select i.* from input i where not exists (select from earlier e where e.input_id = i.id)
            ), locked as materialized (
-               select id from rooms where id in (select room_id from fresh) order by id for update
+               select id from rooms where id = any($6) order by id for update
            ), reserved as (
                update rooms r set last_seq = r.last_seq + c.n
                from (select room_id, count(*) as n from fresh group by room_id) c, locked l
-               where r.id = c.room_id and l.id = c.room_id
+               where r.id = any($6) and r.id = c.room_id and l.id = c.room_id
                returning r.id, r.last_seq - c.n as first_before
            ), inserted as (
                insert into messages (id, room_id, seq, sender_id, body, client_id)
@@ -319,6 +326,7 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
         &senders,
         &bodies as &[&str],
         &client_ids as &[Option<&str>],
+        &room_ids,
     )
     .fetch_all(db)
     .await?;

@@ -48,15 +48,25 @@ pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-/// The message writer's own connections, beside the shared pool: its one big batch statement
-/// runs on a generic plan. Left to itself Postgres re-plans it for every execution (a custom
-/// plan fits the exact array lengths, and for small batches the generic one never looks
-/// cheaper), and planning that statement costs about 0.3 ms: more than executing a batch of
-/// one. The writer runs one statement at a time, so one connection is all it needs.
+/// The message writer's own connection, beside the shared pool, with a fixed plan for its one
+/// big batch statement (`messages::insert_batch`):
+/// - a generic plan: left to itself Postgres re-plans the statement for every execution (a
+///   custom plan fits the exact array lengths, and for small batches the generic one never looks
+///   cheaper), and planning it costs about 0.3 ms, more than executing a batch of one;
+/// - nested loops over indexes only: a generic plan is made once per connection, and one made
+///   while `messages` was empty hash-joined a sequential scan of `messages` to find earlier
+///   `client_id`s. With autovacuum off, nothing ever replaced it, and each batch then read the
+///   whole table. Every row this statement touches is reached through a primary or unique key,
+///   so this plan is the right one at any size.
+///
+/// The writer runs one statement at a time, so one connection is all it needs.
 pub fn writer_pool(db: &PgPool) -> PgPool {
-    let options = (*db.connect_options())
-        .clone()
-        .options([("plan_cache_mode", "force_generic_plan")]);
+    let options = (*db.connect_options()).clone().options([
+        ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"),
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+    ]);
     PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(3))

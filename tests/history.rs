@@ -314,3 +314,38 @@ async fn history_pages_are_served_by_the_room_seq_index() {
         assert!(!plan.contains("Sort"), "no sort step: {plan}");
     }
 }
+
+/// The writer's connection plans its batch statement once, generically, and only over indexes
+/// (see `store::writer_pool`): a plan made while `messages` was empty must not scan it later.
+#[tokio::test]
+async fn the_writer_connection_plans_generically_over_indexes_only() {
+    let app = spawn_app().await;
+    let writer = huddle::store::writer_pool(&app.db);
+    for (setting, expected) in [
+        ("plan_cache_mode", "force_generic_plan"),
+        ("enable_seqscan", "off"),
+        ("enable_hashjoin", "off"),
+        ("enable_mergejoin", "off"),
+    ] {
+        let value: String = sqlx::query_scalar("select current_setting($1)")
+            .bind(setting)
+            .fetch_one(&writer)
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{setting}");
+    }
+    // On the still empty messages table, the lookup of earlier client_ids uses the index.
+    let plan: Vec<String> = sqlx::query_scalar(
+        "explain select m.id from unnest($1::uuid[], $2::uuid[], $3::text[]) as k(r, s, c)
+         join messages m on m.room_id = k.r and m.sender_id = k.s and m.client_id = k.c",
+    )
+    .bind(Vec::<uuid::Uuid>::new())
+    .bind(Vec::<uuid::Uuid>::new())
+    .bind(Vec::<String>::new())
+    .fetch_all(&writer)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("messages_client_id_key"), "{plan}");
+    assert!(!plan.contains("Seq Scan on messages"), "{plan}");
+}

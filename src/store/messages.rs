@@ -273,10 +273,7 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
     let senders: Vec<Uuid> = sent.iter().map(|m| m.sender_id).collect();
     let bodies: Vec<&str> = sent.iter().map(|m| m.body.as_str()).collect();
     let client_ids: Vec<Option<&str>> = sent.iter().map(|m| m.client_id.as_deref()).collect();
-    // The rooms are named by primary key (`= any($6)`) rather than found through the batch,
-    // so the plan (generic, made once per connection) walks rooms_pkey whatever the statistics
-    // said when it was made: on a young database it otherwise seq-scanned `rooms`, whose
-    // busiest rows carry many dead versions.
+    // The rooms to lock, by primary key.
     let mut room_ids = rooms.clone();
     room_ids.sort();
     room_ids.dedup();

@@ -125,12 +125,10 @@ def tables(path):
                 med[server] = statistics.median(xs) if xs else None
             h, p = med["huddle"], med["peer"]
             ratio = None
-            if h is not None and p is not None:
-                if better == "higher" and p:
-                    ratio = h / p
-                elif better == "lower" and h:
-                    ratio = p / h
-            shown = f"{ratio:.1f}×" if ratio is not None else "–"
+            # A zero on either side (nothing lost, an RSS that did not move) has no ratio.
+            if h and p:
+                ratio = h / p if better == "higher" else p / h
+            shown = "–" if ratio is None else f"{fmt(ratio)}×"
             print(f"| {label} | {fmt(h)} | {fmt(p)} | {shown} |")
 
 

@@ -59,7 +59,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
 ///   whole table. Every row this statement touches is reached through a primary or unique key,
 ///   so this plan is the right one at any size.
 ///
-/// The writer runs one statement at a time, so one connection is all it needs.
+/// The writer runs one statement at a time, so one connection is all it needs. sqlx would ping
+/// it before every batch (`test_before_acquire`), a round trip per batch; it is pinged only after
+/// a second of rest, when Postgres may have gone away meanwhile. Under load a lost connection
+/// fails the batch in flight either way (`unavailable`, nothing acknowledged).
 pub fn writer_pool(db: &PgPool) -> PgPool {
     let options = (*db.connect_options()).clone().options([
         ("plan_cache_mode", "force_generic_plan"),
@@ -70,5 +73,15 @@ pub fn writer_pool(db: &PgPool) -> PgPool {
     PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(3))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < std::time::Duration::from_secs(1) {
+                    return Ok(true);
+                }
+                // A dead connection is closed and replaced, not handed to the writer.
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
         .connect_lazy_with(options)
 }

@@ -53,9 +53,11 @@ impl Passwords {
                             Ok(queue) => queue.recv(),
                             Err(_) => return,
                         };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                        let Ok(job) = job else { return };
+                        // A panicking hash must not take its thread along: the job's caller sees
+                        // its reply dropped (an internal error), and the thread serves the next.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                            tracing::error!("a password hashing job panicked");
                         }
                     }
                 });
@@ -161,6 +163,18 @@ mod tests {
             .verify("wrong horse".into(), Some(hash))
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_an_error_and_its_thread_goes_on() {
+        let passwords = Passwords::new(1);
+        let failed = passwords
+            .blocking(|| -> anyhow::Result<()> { panic!("a job that panics") })
+            .await;
+        assert!(failed.is_err());
+        // The one hashing thread still serves.
+        let hash = passwords.hash("still here".into()).await.unwrap();
+        assert!(passwords.verify("still here".into(), Some(hash)).await.unwrap());
     }
 
     #[tokio::test]

@@ -63,6 +63,20 @@ fn nanos(t0: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(t0).as_nanos() as u64
 }
 
+/// Emits the `k`th `sendMessage` of a sender: the body is a time in ns since `t0`, the
+/// `client_id` `<tag>-<k>`.
+fn send_message(
+    sock: &Socket,
+    room: &str,
+    body_ns: u64,
+    tag: &str,
+    k: u64,
+) -> tokio::sync::oneshot::Receiver<String> {
+    let payload =
+        json!({"room": room, "body": body_ns.to_string(), "client_id": format!("{tag}-{k}")});
+    sock.emit_ack("sendMessage", &payload)
+}
+
 /// Sends `sendMessage` on a fixed schedule: `rate` msgs/s, first send at `t0 + offset`.
 /// The body is the scheduled time in ns since `t0`. Acked counter is bumped live for progress.
 pub async fn open_loop(
@@ -90,9 +104,7 @@ pub async fn open_loop(
                 handle_ack(&mut res, w, sched, sched, raw, &acked);
             }
             _ = tokio::time::sleep_until(next), if sending => {
-                let body = nanos(w.t0, next).to_string();
-                let payload = json!({"room": room, "body": body, "client_id": format!("{tag}-{k}")});
-                let rx = sock.emit_ack("sendMessage", &payload);
+                let rx = send_message(&sock, &room, nanos(w.t0, next), &tag, k);
                 let sched = next;
                 inflight.push(async move { (sched, rx.await.ok()) });
                 res.sent += 1;
@@ -126,9 +138,7 @@ pub async fn closed_loop(
     let mut inflight = FuturesUnordered::new();
     let send = |k: u64| {
         let now = Instant::now();
-        let body = nanos(w.t0, now).to_string();
-        let payload = json!({"room": room, "body": body, "client_id": format!("{tag}-{k}")});
-        let rx = sock.emit_ack("sendMessage", &payload);
+        let rx = send_message(&sock, &room, nanos(w.t0, now), &tag, k);
         async move { (now, rx.await.ok()) }
     };
     for _ in 0..window.max(1) {

@@ -174,7 +174,10 @@ mod tests {
         assert!(failed.is_err());
         // The one hashing thread still serves.
         let hash = passwords.hash("still here".into()).await.unwrap();
-        assert!(passwords.verify("still here".into(), Some(hash)).await.unwrap());
+        assert!(passwords
+            .verify("still here".into(), Some(hash))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]

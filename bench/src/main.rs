@@ -4,6 +4,7 @@
 //! REST, and prints one JSON line per run on stdout followed by a readable summary.
 
 mod scenarios;
+mod schedule;
 mod sender;
 mod sio;
 mod stats;

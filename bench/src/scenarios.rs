@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use futures::stream::{self, FuturesUnordered};
+use futures::stream;
 use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::rest::{random_tag, Rest, User};
-use crate::sender::{closed_loop, open_loop, SendResult, Window, DRAIN};
+use crate::schedule::{schedule, DRAIN};
+use crate::sender::{closed_loop, open_loop, SendResult, Window};
 use crate::sio::{self, ack_error_code, ack_ok, EventFn, Socket};
 use crate::stats::{cpu_window, lat_json, lat_line, new_hist, progress, record, rss_kib, CpuDelta};
 use crate::{Common, PersistArgs, Timing};
@@ -454,6 +455,14 @@ pub struct JoinArgs {
     pub preload: usize,
 }
 
+/// One scheduled join and the leave after it.
+struct Attempt {
+    /// The raw ack, `None` on a timeout or a closed socket.
+    ack: Option<String>,
+    acked_at: Instant,
+    left: bool,
+}
+
 pub async fn join(common: &Common, timing: &Timing, args: &JoinArgs) -> Result<Output> {
     if args.users == 0 || args.rate <= 0.0 {
         bail!("--users and --rate must be positive");
@@ -512,63 +521,57 @@ pub async fn join(common: &Common, timing: &Timing, args: &JoinArgs) -> Result<O
         "join: {} joins/s over {} member sockets, warm-up {}s, measuring {}s",
         args.rate, args.users, timing.warmup, timing.duration
     );
-    let interval = Duration::from_secs_f64(1.0 / args.rate);
     let mut hist = new_hist();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut ok_in_window = 0u64;
-    let mut scheduled = 0u64;
     let mut leave_errors = 0u64;
-    let mut inflight = FuturesUnordered::new();
-    let mut k = 0u64;
-    let mut next = w.t0;
-    let deadline = w.to + DRAIN;
-    loop {
-        let sending = next < w.to;
-        tokio::select! {
-            biased;
-            Some((sched, raw, done, leave_ok)) = inflight.next() => {
-                let sched: Instant = sched;
-                let done: Instant = done;
-                let raw: Option<String> = raw;
-                let leave_ok: bool = leave_ok;
-                match raw {
-                    Some(raw) if ack_ok(&raw) => {
-                        joined.fetch_add(1, Ordering::Relaxed);
-                        if sched >= w.from && sched < w.to {
-                            ok_in_window += 1;
-                            record(&mut hist, done.duration_since(sched).as_micros() as u64);
-                        }
+    let done = schedule(
+        args.rate,
+        w.t0,
+        w.to,
+        |k, _| {
+            let sock = socks[(k as usize) % socks.len()].clone();
+            let room_id = room_id.clone();
+            async move {
+                let rx = sock.emit_ack("joinPrivateRoom", &json!({"roomId": room_id}));
+                let ack = tokio::time::timeout(CALL_TIMEOUT, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                let acked_at = Instant::now();
+                let left = sock
+                    .call("leaveRoom", &json!({"room": room_id}), CALL_TIMEOUT)
+                    .await
+                    .is_ok();
+                Attempt {
+                    ack,
+                    acked_at,
+                    left,
+                }
+            }
+        },
+        |at, attempt| {
+            match attempt.ack {
+                Some(raw) if ack_ok(&raw) => {
+                    joined.fetch_add(1, Ordering::Relaxed);
+                    if at >= w.from && at < w.to {
+                        ok_in_window += 1;
+                        record(
+                            &mut hist,
+                            attempt.acked_at.duration_since(at).as_micros() as u64,
+                        );
                     }
-                    Some(raw) => *errors.entry(ack_error_code(&raw)).or_default() += 1,
-                    None => *errors.entry("timeout_or_closed".into()).or_default() += 1,
                 }
-                if !leave_ok {
-                    leave_errors += 1;
-                }
+                Some(raw) => *errors.entry(ack_error_code(&raw)).or_default() += 1,
+                None => *errors.entry("timeout_or_closed".into()).or_default() += 1,
             }
-            _ = tokio::time::sleep_until(next), if sending => {
-                let sock = socks[(k as usize) % socks.len()].clone();
-                let sched = next;
-                let room_id = room_id.clone();
-                inflight.push(async move {
-                    let rx = sock.emit_ack("joinPrivateRoom", &json!({"roomId": room_id}));
-                    let raw: Option<String> = tokio::time::timeout(CALL_TIMEOUT, rx).await.ok().and_then(Result::ok);
-                    let done = Instant::now();
-                    let leave_ok = sock
-                        .call("leaveRoom", &json!({"room": room_id}), CALL_TIMEOUT)
-                        .await
-                        .is_ok();
-                    (sched, raw, done, leave_ok)
-                });
-                scheduled += 1;
-                k += 1;
-                next = w.t0 + interval.mul_f64(k as f64);
+            if !attempt.left {
+                leave_errors += 1;
             }
-            _ = tokio::time::sleep_until(deadline) => break,
-            else => break,
-        }
-    }
-    let unfinished = inflight.len();
+        },
+    )
+    .await;
+    let (scheduled, unfinished) = (done.launched, done.unfinished);
     let cpu = cpu.await.expect("cpu task");
     let j = json!({
         "scenario": "join",
@@ -745,45 +748,33 @@ struct LoginResult {
 }
 
 async fn login_flood(rest: Rest, names: Vec<String>, rate: f64, w: Window) -> LoginResult {
-    let interval = Duration::from_secs_f64(1.0 / rate);
     let mut res = LoginResult {
         hist: new_hist(),
         ok_in_window: 0,
         statuses: BTreeMap::new(),
     };
-    let mut inflight = FuturesUnordered::new();
-    let mut k = 0u64;
-    let mut next = w.t0;
-    let deadline = w.to + DRAIN;
-    loop {
-        let sending = next < w.to;
-        tokio::select! {
-            biased;
-            Some((sched, status)) = inflight.next() => {
-                let sched: Instant = sched;
-                let status: Result<u16> = status;
-                let key = match status {
-                    Ok(s) => s.to_string(),
-                    Err(_) => "transport_error".to_string(),
-                };
-                if key == "200" && sched >= w.from && sched < w.to {
-                    res.ok_in_window += 1;
-                    record(&mut res.hist, sched.elapsed().as_micros() as u64);
-                }
-                *res.statuses.entry(key).or_default() += 1;
+    schedule(
+        rate,
+        w.t0,
+        w.to,
+        |k, _| {
+            let rest = rest.clone();
+            let name = names[(k as usize) % names.len()].clone();
+            async move { rest.login_status(&name).await }
+        },
+        |at, status| {
+            let key = match status {
+                Ok(s) => s.to_string(),
+                Err(_) => "transport_error".to_string(),
+            };
+            if key == "200" && at >= w.from && at < w.to {
+                res.ok_in_window += 1;
+                record(&mut res.hist, at.elapsed().as_micros() as u64);
             }
-            _ = tokio::time::sleep_until(next), if sending => {
-                let rest = rest.clone();
-                let name = names[(k as usize) % names.len()].clone();
-                let sched = next;
-                inflight.push(async move { (sched, rest.login_status(&name).await) });
-                k += 1;
-                next = w.t0 + interval.mul_f64(k as f64);
-            }
-            _ = tokio::time::sleep_until(deadline) => break,
-            else => break,
-        }
-    }
+            *res.statuses.entry(key).or_default() += 1;
+        },
+    )
+    .await;
     res
 }
 

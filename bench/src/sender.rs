@@ -12,11 +12,9 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::schedule::schedule;
 use crate::sio::{ack_error_code, ack_ok, Socket};
 use crate::stats::{new_hist, record};
-
-/// How long after the end of the run un-acked sends are still waited for.
-pub const DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy)]
 pub struct Window {
@@ -92,32 +90,20 @@ pub async fn open_loop(
         hist: Some(new_hist()),
         ..Default::default()
     };
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let mut k: u64 = 0;
-    let mut next = w.t0 + offset;
-    let mut inflight = FuturesUnordered::new();
-    loop {
-        let sending = next < w.to;
-        tokio::select! {
-            biased;
-            Some((sched, raw)) = inflight.next() => {
-                handle_ack(&mut res, w, sched, sched, raw, &acked);
-            }
-            _ = tokio::time::sleep_until(next), if sending => {
-                let rx = send_message(&sock, &room, nanos(w.t0, next), &tag, k);
-                let sched = next;
-                inflight.push(async move { (sched, rx.await.ok()) });
-                res.sent += 1;
-                k += 1;
-                next = w.t0 + offset + interval.mul_f64(k as f64);
-            }
-            else => break,
-        }
-        if !sending {
-            break;
-        }
-    }
-    drain(&mut res, w, inflight, &acked).await;
+    let done = schedule(
+        rate,
+        w.t0 + offset,
+        w.to,
+        |k, at| {
+            // Emitted now, at the scheduled time, not when the ack future is first polled.
+            let rx = send_message(&sock, &room, nanos(w.t0, at), &tag, k);
+            async move { rx.await.ok() }
+        },
+        |at, raw| handle_ack(&mut res, w, at, raw, &acked),
+    )
+    .await;
+    res.sent = done.launched;
+    res.unacked = done.unfinished;
     res
 }
 
@@ -148,7 +134,7 @@ pub async fn closed_loop(
     }
     while let Some((sent_at, raw)) = inflight.next().await {
         let now = Instant::now();
-        handle_ack(&mut res, w, sent_at, now, raw, &acked);
+        handle_ack(&mut res, w, sent_at, raw, &acked);
         if now < w.to {
             inflight.push(send(k));
             k += 1;
@@ -163,7 +149,6 @@ fn handle_ack(
     res: &mut SendResult,
     w: &Window,
     start: Instant,
-    _ref_time: Instant,
     raw: Option<String>,
     acked: &AtomicU64,
 ) {
@@ -185,29 +170,6 @@ fn handle_ack(
         res.acked_of_window += 1;
         if let Some(h) = res.hist.as_mut() {
             record(h, now.duration_since(start).as_micros() as u64);
-        }
-    }
-}
-
-async fn drain<F>(
-    res: &mut SendResult,
-    w: &Window,
-    mut inflight: FuturesUnordered<F>,
-    acked: &AtomicU64,
-) where
-    F: std::future::Future<Output = (Instant, Option<String>)>,
-{
-    let deadline = w.to + DRAIN;
-    loop {
-        tokio::select! {
-            next = inflight.next() => match next {
-                Some((sched, raw)) => handle_ack(res, w, sched, sched, raw, acked),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                res.unacked += inflight.len() as u64;
-                break;
-            }
         }
     }
 }

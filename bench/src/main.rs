@@ -3,18 +3,21 @@
 //! Speaks Engine.IO v4 / Socket.IO v5 frames over a raw websocket itself, registers its users over
 //! REST, and prints one JSON line per run on stdout followed by a readable summary.
 
+mod rest;
 mod scenarios;
 mod schedule;
 mod sender;
 mod sio;
 mod stats;
 
-mod rest;
-
+use std::fmt::Display;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use scenarios::{connections, fanout, join, login, persist};
 
 #[derive(Parser, Debug)]
 #[command(name = "huddle-bench", version, about)]
@@ -36,13 +39,16 @@ pub struct Common {
     pub server_pid: Vec<u32>,
 }
 
-#[derive(Args, Debug, Clone)]
+/// Also the `duration_s` and `warmup_s` of a report's `params`.
+#[derive(Args, Debug, Clone, Serialize)]
 pub struct Timing {
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
+    #[serde(rename = "duration_s")]
     pub duration: f64,
     /// Warm-up seconds before the measured phase (not measured).
     #[arg(long, default_value_t = 2.0)]
+    #[serde(rename = "warmup_s")]
     pub warmup: f64,
 }
 
@@ -55,22 +61,6 @@ impl Timing {
     }
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct PersistArgs {
-    /// Number of senders (each its own user and socket).
-    #[arg(long, default_value_t = 10)]
-    pub senders: usize,
-    /// Total messages/s over all senders (open loop); 0 = closed loop.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
-    /// Closed loop: un-acked sends in flight per sender.
-    #[arg(long, default_value_t = 1)]
-    pub window: usize,
-    /// Room to use (e.g. `general`); default: a fresh public room.
-    #[arg(long)]
-    pub room: Option<String>,
-}
-
 #[derive(Subcommand, Debug)]
 enum Scenario {
     /// Message persistence throughput and ack latency.
@@ -80,7 +70,7 @@ enum Scenario {
         #[command(flatten)]
         timing: Timing,
         #[command(flatten)]
-        args: PersistArgs,
+        args: persist::PersistArgs,
     },
     /// Broadcast fan-out latency from send to every receiving socket.
     Fanout {
@@ -89,7 +79,7 @@ enum Scenario {
         #[command(flatten)]
         timing: Timing,
         #[command(flatten)]
-        args: scenarios::FanoutArgs,
+        args: fanout::FanoutArgs,
     },
     /// Private-room join latency (ACL check + 50-message history replay).
     Join {
@@ -98,14 +88,14 @@ enum Scenario {
         #[command(flatten)]
         timing: Timing,
         #[command(flatten)]
-        args: scenarios::JoinArgs,
+        args: join::JoinArgs,
     },
     /// Many idle authenticated sockets: server RSS per socket.
     Connections {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
-        args: scenarios::ConnArgs,
+        args: connections::ConnArgs,
     },
     /// Login flood during a fixed-rate persist load (compared to persist alone).
     Login {
@@ -114,9 +104,9 @@ enum Scenario {
         #[command(flatten)]
         timing: Timing,
         #[command(flatten)]
-        persist: PersistArgs,
+        persist: persist::PersistArgs,
         #[command(flatten)]
-        args: scenarios::LoginArgs,
+        args: login::LoginArgs,
     },
 }
 
@@ -134,24 +124,26 @@ fn main() -> Result<()> {
                 common,
                 timing,
                 args,
-            } => scenarios::persist(&common, &timing, &args).await,
+            } => lines(persist::run(&common, &timing, &args).await?),
             Scenario::Fanout {
                 common,
                 timing,
                 args,
-            } => scenarios::fanout(&common, &timing, &args).await,
+            } => lines(fanout::run(&common, &timing, &args).await?),
             Scenario::Join {
                 common,
                 timing,
                 args,
-            } => scenarios::join(&common, &timing, &args).await,
-            Scenario::Connections { common, args } => scenarios::connections(&common, &args).await,
+            } => lines(join::run(&common, &timing, &args).await?),
+            Scenario::Connections { common, args } => {
+                lines(connections::run(&common, &args).await?)
+            }
             Scenario::Login {
                 common,
                 timing,
                 persist,
                 args,
-            } => scenarios::login(&common, &timing, &persist, &args).await,
+            } => lines(login::run(&common, &timing, &persist, &args).await?),
         }
     })?;
     println!("{json}");
@@ -159,4 +151,13 @@ fn main() -> Result<()> {
     // Don't wait for lingering socket tasks.
     rt.shutdown_timeout(Duration::from_millis(200));
     Ok(())
+}
+
+/// A report's JSON line and its readable summary. The JSON goes through `serde_json::Value`,
+/// whose maps are sorted, so keys come out in the same order as in the earlier results.
+fn lines(report: impl Serialize + Display) -> Result<(String, String)> {
+    Ok((
+        serde_json::to_value(&report)?.to_string(),
+        report.to_string(),
+    ))
 }

@@ -1,11 +1,13 @@
-//! Histograms, CPU accounting from /proc, RSS, progress lines.
+//! Histograms and their latency report, CPU accounting from /proc, RSS, progress lines.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use tokio::time::Instant;
 
 /// Latency histogram in microseconds, 1 us .. 10 min, 3 significant digits.
@@ -21,35 +23,52 @@ fn ms(us: u64) -> f64 {
     (us as f64 / 1000.0 * 1000.0).round() / 1000.0
 }
 
-/// `{count, p50, p90, p99, p999, max, mean}` with latencies in milliseconds.
-pub fn lat_json(h: &Histogram<u64>) -> Value {
-    if h.is_empty() {
-        return json!({"count": 0});
-    }
-    json!({
-        "count": h.len(),
-        "p50_ms": ms(h.value_at_quantile(0.50)),
-        "p90_ms": ms(h.value_at_quantile(0.90)),
-        "p99_ms": ms(h.value_at_quantile(0.99)),
-        "p999_ms": ms(h.value_at_quantile(0.999)),
-        "max_ms": ms(h.max()),
-        "mean_ms": (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
-    })
+/// Latency percentiles of a histogram in milliseconds; only `count` when it has no samples.
+#[derive(Serialize)]
+pub struct Latency {
+    count: u64,
+    #[serde(flatten)]
+    quantiles: Option<Quantiles>,
 }
 
-pub fn lat_line(name: &str, h: &Histogram<u64>) -> String {
-    if h.is_empty() {
-        return format!("{name}: no samples");
+#[derive(Serialize)]
+struct Quantiles {
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    mean_ms: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let quantiles = (!h.is_empty()).then(|| Quantiles {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+        });
+        Self {
+            count: h.len(),
+            quantiles,
+        }
     }
-    format!(
-        "{name}: n={} p50={:.3}ms p90={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms",
-        h.len(),
-        ms(h.value_at_quantile(0.50)),
-        ms(h.value_at_quantile(0.90)),
-        ms(h.value_at_quantile(0.99)),
-        ms(h.value_at_quantile(0.999)),
-        ms(h.max())
-    )
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(q) = &self.quantiles else {
+            return write!(f, "no samples");
+        };
+        write!(
+            f,
+            "n={} p50={:.3}ms p90={:.3}ms p99={:.3}ms p99.9={:.3}ms max={:.3}ms",
+            self.count, q.p50_ms, q.p90_ms, q.p99_ms, q.p999_ms, q.max_ms
+        )
+    }
 }
 
 fn clk_tck() -> u64 {
@@ -140,50 +159,82 @@ pub struct CpuDelta {
 }
 
 impl CpuDelta {
-    pub fn json(&self, units: u64, unit_name: &str) -> Value {
-        let per = |ms: f64| {
-            if units == 0 {
-                Value::Null
-            } else {
-                json!((ms * 1000.0 / units as f64 * 100.0).round() / 100.0)
-            }
-        };
-        json!({
-            "wall_s": (self.wall_s * 1000.0).round() / 1000.0,
-            "server_cpu_ms": self.server_ms,
-            "server_cores": self.server_ms.map(|m| (m / 1000.0 / self.wall_s * 100.0).round() / 100.0),
-            "postgres_cpu_ms": self.postgres_ms,
-            "postgres_cores": (self.postgres_ms / 1000.0 / self.wall_s * 100.0).round() / 100.0,
-            format!("server_cpu_us_per_{unit_name}"): self.server_ms.map(per).unwrap_or(Value::Null),
-            format!("postgres_cpu_us_per_{unit_name}"): per(self.postgres_ms),
-            "bench_cpu_ms": self.bench_ms,
-            "bench_cores": (self.bench_ms / 1000.0 / self.wall_s * 100.0).round() / 100.0,
-        })
+    /// The figures to report, with the CPU per `unit` (a message, a delivery, ...) of work done.
+    pub fn per(&self, units: u64, unit: &'static str) -> Cpu {
+        let cores = |ms: f64| (ms / 1000.0 / self.wall_s * 100.0).round() / 100.0;
+        let per =
+            |ms: f64| (units > 0).then(|| (ms * 1000.0 / units as f64 * 100.0).round() / 100.0);
+        Cpu {
+            wall_s: (self.wall_s * 1000.0).round() / 1000.0,
+            server_cpu_ms: self.server_ms,
+            server_cores: self.server_ms.map(cores),
+            postgres_cpu_ms: self.postgres_ms,
+            postgres_cores: cores(self.postgres_ms),
+            per_unit: PerUnit {
+                unit,
+                server: self.server_ms.and_then(per),
+                postgres: per(self.postgres_ms),
+            },
+            bench_cpu_ms: self.bench_ms,
+            bench_cores: cores(self.bench_ms),
+        }
     }
+}
 
-    pub fn line(&self, units: u64, unit_name: &str) -> String {
-        let per = |ms: f64| {
-            if units == 0 {
-                f64::NAN
-            } else {
-                ms * 1000.0 / units as f64
-            }
-        };
-        let server = match self.server_ms {
-            Some(m) => format!(
-                "server {m:.0} ms ({:.2} cores, {:.1} us/{unit_name})",
-                m / 1000.0 / self.wall_s,
-                per(m)
-            ),
-            None => "server cpu: n/a (pass --server-pid)".to_string(),
-        };
-        format!(
-            "cpu over {:.1}s: {server}; postgres {:.0} ms ({:.2} cores, {:.1} us/{unit_name}); bench itself {:.2} cores",
-            self.wall_s,
-            self.postgres_ms,
-            self.postgres_ms / 1000.0 / self.wall_s,
-            per(self.postgres_ms),
-            self.bench_ms / 1000.0 / self.wall_s,
+/// CPU over a measured phase: cores are CPU time over wall time, rounded to 0.01.
+#[derive(Serialize)]
+pub struct Cpu {
+    wall_s: f64,
+    server_cpu_ms: Option<f64>,
+    server_cores: Option<f64>,
+    postgres_cpu_ms: f64,
+    postgres_cores: f64,
+    #[serde(flatten)]
+    per_unit: PerUnit,
+    bench_cpu_ms: f64,
+    bench_cores: f64,
+}
+
+/// CPU µs per unit of work, under keys named after the unit (`server_cpu_us_per_msg`, ...),
+/// which is why it serializes by hand. `None` when no unit was done.
+struct PerUnit {
+    unit: &'static str,
+    server: Option<f64>,
+    postgres: Option<f64>,
+}
+
+impl Serialize for PerUnit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry(&format!("server_cpu_us_per_{}", self.unit), &self.server)?;
+        map.serialize_entry(
+            &format!("postgres_cpu_us_per_{}", self.unit),
+            &self.postgres,
+        )?;
+        map.end()
+    }
+}
+
+impl fmt::Display for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = self.per_unit.unit;
+        let per = |us: Option<f64>| us.map_or("n/a".to_string(), |us| format!("{us:.1}"));
+        write!(f, "cpu over {:.1}s: ", self.wall_s)?;
+        match (self.server_cpu_ms, self.server_cores) {
+            (Some(ms), Some(cores)) => write!(
+                f,
+                "server {ms:.0} ms ({cores:.2} cores, {} us/{unit})",
+                per(self.per_unit.server)
+            )?,
+            _ => write!(f, "server cpu: n/a (pass --server-pid)")?,
+        }
+        write!(
+            f,
+            "; postgres {:.0} ms ({:.2} cores, {} us/{unit}); bench itself {:.2} cores",
+            self.postgres_cpu_ms,
+            self.postgres_cores,
+            per(self.per_unit.postgres),
+            self.bench_cores,
         )
     }
 }

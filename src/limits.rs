@@ -56,7 +56,7 @@ impl AuthLimits {
             },
         });
         if limits.per_address.is_some() {
-            spawn_cleanup(Arc::downgrade(&limits));
+            spawn_cleanup(Arc::downgrade(&limits), AuthLimits::forget_idle);
         }
         limits
     }
@@ -134,9 +134,9 @@ impl AuthLimits {
     }
 }
 
-/// Forgets idle buckets once a minute, so memory does not grow with every address and name ever
+/// Runs `forget_idle` on the limits once a minute, so memory does not grow with every key ever
 /// seen. Stops when the limits are dropped.
-fn spawn_cleanup(limits: Weak<AuthLimits>) {
+fn spawn_cleanup<T: Send + Sync + 'static>(limits: Weak<T>, forget_idle: fn(&T)) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
@@ -145,15 +145,21 @@ fn spawn_cleanup(limits: Weak<AuthLimits>) {
             let Some(limits) = limits.upgrade() else {
                 break;
             };
-            if let Some(limiter) = &limits.per_address {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
-            if let Some(map) = &limits.failed_logins {
-                map.retain(|_, (_, last)| last.elapsed() < FAILED_LOGIN_WINDOW);
-            }
+            forget_idle(&limits);
         }
     });
+}
+
+impl AuthLimits {
+    fn forget_idle(&self) {
+        if let Some(limiter) = &self.per_address {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(map) = &self.failed_logins {
+            map.retain(|_, (_, last)| last.elapsed() < FAILED_LOGIN_WINDOW);
+        }
+    }
 }
 
 /// The per-user limit shared by `sendMessage`, `directMessage` and `typing`: `MESSAGE_RATE` per
@@ -206,16 +212,9 @@ impl MessageLimits {
             clock: DefaultClock::default(),
         });
         if limits.local.is_some() {
-            let weak = Arc::downgrade(&limits);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(limits) = weak.upgrade() else { break };
-                    if let Some(l) = &limits.local {
-                        l.retain_recent();
-                    }
+            spawn_cleanup(Arc::downgrade(&limits), |l: &MessageLimits| {
+                if let Some(local) = &l.local {
+                    local.retain_recent();
                 }
             });
         }

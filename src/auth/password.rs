@@ -3,11 +3,9 @@
 //! One hash costs ~19 MiB and about 15 ms of a core. Hashes run on a few threads of their own
 //! (`PASSWORD_HASH_CONCURRENCY`, default the number of cores): a login flood queues for them
 //! instead of eating every core and all the memory the chat traffic needs. Those threads are in
-//! the `SCHED_IDLE` class, so a runtime thread that wakes up never waits behind a hash. Measured
-//! with `huddle-bench login` (BENCHMARKS.md): 60 logins/s at normal priority moved the message
-//! ack p99 from 3.6 to 16.6 ms, at nice 10 to 13-16 ms, in `SCHED_IDLE` to 9-10 ms. What is left
-//! is argon2's memory traffic, not scheduling: the same 60 hashes/s in another process slow the
-//! server as much.
+//! the `SCHED_IDLE` class, so a runtime thread that wakes up never waits behind a hash. What a
+//! login flood still costs the chat traffic is argon2's memory traffic, not scheduling; the
+//! figures are in BENCHMARKS.md ("Profiles and what changed", logins).
 
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -128,9 +126,9 @@ impl Passwords {
 
 /// Puts the calling thread in the `SCHED_IDLE` class: it runs when a core would otherwise
 /// idle, and any other thread that wakes up takes the core from it at once. (Plain nice levels
-/// did not do it: at nice 10 a waking runtime thread still waited behind a hash often enough
-/// to quadruple the message p99.) On Linux this acts on the calling thread only. Failing is
-/// harmless: the hashes then compete as equals.
+/// did not do it: a waking runtime thread still waited behind a hash often; see BENCHMARKS.md.)
+/// On Linux this acts on the calling thread only. Failing is harmless: the hashes then compete
+/// as equals.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {

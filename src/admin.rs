@@ -26,8 +26,8 @@ async fn require_admin(state: &AppState, caller: &AuthUser, action: &str) -> App
 }
 
 /// Disables a user: every session is revoked at once (so every token dies) and login answers
-/// `account_disabled`. Returns the revoked session ids, for disconnecting their sockets.
-pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<Vec<Uuid>> {
+/// `account_disabled`; every socket of the user, on every node, is disconnected.
+pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<()> {
     require_admin(state, caller, "disable_user").await?;
     if user_id == caller.id() {
         return Err(AppError::Forbidden(
@@ -55,7 +55,7 @@ pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppR
     tx.commit().await?;
     state.realtime.disconnect_user(user_id).await;
     tracing::info!(user.id = %user_id, admin.id = %caller.id(), "user disabled");
-    Ok(revoked)
+    Ok(())
 }
 
 pub async fn enable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<()> {

@@ -57,13 +57,13 @@ impl AppState {
     pub fn with_pool(config: Config, db: PgPool) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let realtime = Realtime::new(&config, metrics.clone())?;
-        let publisher = realtime.clone();
+        let deliverer = realtime.clone();
         let writer = Writer::start(
             store::writer_pool(&db),
             metrics.clone(),
             Arc::new(move |committed| {
-                let publisher = publisher.clone();
-                Box::pin(async move { publisher.publish(committed).await })
+                let deliverer = deliverer.clone();
+                Box::pin(async move { deliverer.deliver(committed).await })
             }),
         );
         let shared_limits = realtime
@@ -130,8 +130,8 @@ pub fn router(state: AppState) -> Router {
 /// Gives a Socket.IO request's header values and URIs memory of their own. hyper parses them
 /// as slices of the connection's 8 KiB read buffer, and the Socket.IO layer keeps each socket's
 /// request parts (axum's `OriginalUri` extension included) for the socket's whole life, so every
-/// idle socket kept its connection's read buffers alive for a few header bytes: 16 KiB per
-/// socket (heaptrack), a third of the server's memory per idle socket.
+/// idle socket kept its connection's read buffers alive for a few header bytes (the figures are
+/// in BENCHMARKS.md, "Profiles and what changed").
 async fn detach_from_read_buffer(mut req: Request) -> Request {
     if req.uri().path().starts_with("/socket.io") {
         for value in req.headers_mut().values_mut() {

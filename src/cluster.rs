@@ -30,20 +30,22 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::writer::RoomRef;
+use crate::store::rooms::RoomRef;
 
 /// What one node asks the others to do to their sockets.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    /// Emit `event` to the sockets in any of `rooms`.
+    /// Emit `event` to the sockets in any of `channels` (Socket.IO rooms).
     Emit {
-        rooms: Vec<String>,
+        channels: Vec<String>,
         event: String,
         data: Value,
     },
-    /// Disconnect the sockets in any of `rooms`.
-    Disconnect { rooms: Vec<String> },
+    /// Deliver a committed message (`message`) to the sockets in any of `channels`.
+    Deliver { channels: Vec<String>, data: Value },
+    /// Disconnect the sockets in any of `channels`.
+    Disconnect { channels: Vec<String> },
     /// The sockets in `channel` get `removed` and leave `room`.
     Evict {
         channel: String,

@@ -1,8 +1,8 @@
 //! Socket.IO: identity at the handshake, rooms, live delivery, and the operations REST uses to
 //! act on live sockets (kick, revoke, room deletion, read positions).
 //!
-//! Socket.IO rooms used, all addressed by name so that every operation works on room membership
-//! rather than a local map of sockets:
+//! Socket.IO rooms (called channels here, to keep them apart from chat rooms), all addressed by
+//! name so that every operation works on membership rather than a local map of sockets:
 //! - `room:<room id>`: the sockets that joined a chat room; broadcasts go here.
 //! - `user:<user id>`: every socket of a user (the contract's personal room).
 //! - `session:<session id>`: the sockets of one login, for logout and revocation.
@@ -12,6 +12,7 @@
 mod events;
 mod handshake;
 mod inbound;
+pub mod payload;
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -24,14 +25,15 @@ use serde_json::{json, Value};
 use socketioxide::{extract::SocketRef, layer::SocketIoLayer, SocketIo};
 use uuid::Uuid;
 
+use self::payload::{Presence, PresenceStatus, Read, Removed, UserMessage};
 use crate::{
     app::AppState,
     cluster::{self, Cluster, Op, Query},
     config::Config,
     metrics::Metrics,
     rooms::Removal,
-    store::{members::UserRef, messages::Message},
-    writer::{Committed, RoomRef},
+    store::{rooms::RoomRef, users::UserRef},
+    writer::Committed,
 };
 
 pub fn room_channel(room: Uuid) -> String {
@@ -48,23 +50,6 @@ pub fn session_channel(session: Uuid) -> String {
 
 pub fn presence_channel(room: Uuid, user: Uuid) -> String {
     format!("ru:{room}:{user}")
-}
-
-/// A user's message as the `message` event carries it.
-#[derive(Serialize)]
-struct UserMessage<'a> {
-    kind: &'static str,
-    #[serde(flatten)]
-    message: &'a Message,
-    room: &'a RoomRef,
-}
-
-/// `presence` `{room, user, status}`.
-#[derive(Serialize)]
-pub(crate) struct Presence<'a> {
-    pub room: &'a RoomRef,
-    pub user: &'a UserRef,
-    pub status: &'static str,
 }
 
 /// The Socket.IO server and the operations the rest of the service performs on live sockets.
@@ -86,7 +71,7 @@ impl Realtime {
             .ws_max_frame_size(limit)
             .max_buffer_size(1024)
             // Every socket keeps a read buffer this size; chat frames are small (a larger one
-            // is read in several pieces). 4 KiB by default: 3 KiB more per idle socket.
+            // is read in several pieces). The default, 4 KiB, is kept by every idle socket.
             .ws_read_buffer_size(1024)
             .build_layer();
         let local = Local {
@@ -140,19 +125,19 @@ impl Realtime {
         }
     }
 
-    /// Sends `event` to every socket in any of `rooms` (each socket once), on every node.
+    /// Sends `event` to every socket in any of `channels` (each socket once), on every node.
     pub async fn emit<T: Serialize + ?Sized>(
         &self,
-        rooms: Vec<String>,
+        channels: Vec<String>,
         event: &'static str,
         data: &T,
     ) {
-        let Ok(data) = serde_json::to_value(data) else {
+        let Some(data) = to_value(event, data) else {
             return;
         };
-        self.local.emit(rooms.clone(), event, &data).await;
+        self.local.emit(channels.clone(), event, &data).await;
         self.tell_others(Op::Emit {
-            rooms,
+            channels,
             event: event.to_owned(),
             data,
         })
@@ -160,42 +145,42 @@ impl Realtime {
     }
 
     /// As `emit`, but not to `socket` itself.
-    pub(crate) async fn emit_from<T: Serialize + ?Sized>(
+    pub(crate) async fn emit_except<T: Serialize + ?Sized>(
         &self,
         socket: &SocketRef,
-        rooms: Vec<String>,
+        channels: Vec<String>,
         event: &'static str,
         data: &T,
     ) {
-        let Ok(data) = serde_json::to_value(data) else {
+        let Some(data) = to_value(event, data) else {
             return;
         };
         if self.local.open() {
-            if let Err(err) = socket.to(rooms.clone()).emit(event, &data).await {
+            if let Err(err) = socket.to(channels.clone()).emit(event, &data).await {
                 tracing::warn!(error = %err, event, "broadcast failed");
             }
         }
         // The socket lives on this node only, so the others send to all of theirs.
         self.tell_others(Op::Emit {
-            rooms,
+            channels,
             event: event.to_owned(),
             data,
         })
         .await;
     }
 
-    /// Delivers committed messages, in commit order.
-    pub async fn publish(&self, committed: Vec<Committed>) {
+    /// Delivers committed messages to the sockets of their rooms (and a direct message's two
+    /// users), on every node, in commit order.
+    pub async fn deliver(&self, committed: Vec<Committed>) {
         for c in &committed {
-            let mut targets = Vec::with_capacity(1 + c.also_to.len());
-            targets.push(room_channel(c.room.id));
-            targets.extend(c.also_to.iter().cloned());
-            let payload = UserMessage {
-                kind: "user",
-                message: &c.message,
-                room: &c.room,
+            let mut channels = Vec::with_capacity(1 + c.also_to.len());
+            channels.push(room_channel(c.room.id));
+            channels.extend(c.also_to.iter().cloned());
+            let Some(data) = to_value("message", &UserMessage::new(&c.message, &c.room)) else {
+                continue;
             };
-            self.emit(targets, "message", &payload).await;
+            self.local.deliver(channels.clone(), &data).await;
+            self.tell_others(Op::Deliver { channels, data }).await;
         }
     }
 
@@ -227,9 +212,9 @@ impl Realtime {
         users
     }
 
-    async fn disconnect(&self, rooms: Vec<String>) {
-        self.local.disconnect(rooms.clone()).await;
-        self.tell_others(Op::Disconnect { rooms }).await;
+    async fn disconnect(&self, channels: Vec<String>) {
+        self.local.disconnect(channels.clone()).await;
+        self.tell_others(Op::Disconnect { channels }).await;
     }
 
     /// Disconnects the sockets of these sessions (logout, password change, stolen token).
@@ -246,7 +231,15 @@ impl Realtime {
         self.disconnect(vec![user_channel(user)]).await;
     }
 
-    async fn evict(&self, channel: String, room: &RoomRef, removed: Value) {
+    /// Every socket in `channel`, on every node, gets `removed` and leaves `room`.
+    async fn evict(&self, channel: String, room: &RoomRef, removal: Removal) {
+        let removed = Removed {
+            room,
+            reason: removal,
+        };
+        let Some(removed) = to_value("removed", &removed) else {
+            return;
+        };
         self.local.evict(&channel, room, &removed);
         self.tell_others(Op::Evict {
             channel,
@@ -256,38 +249,54 @@ impl Realtime {
         .await;
     }
 
-    /// Takes a removed member's sockets out of the room: they get `removed`, leave it, and the
-    /// room hears that the user left.
+    /// A removed member: every socket of the user, joined to the room or not (so every device
+    /// can drop the room from its list), gets `removed`; those in the room leave it, and the
+    /// room hears that the user left if it was there.
     pub async fn remove_member(&self, room: &RoomRef, user: &UserRef, removal: Removal) {
-        let had_sockets = self.sockets_in_room(room.id, user.id).await > 0;
-        let removed = json!({ "room": room, "reason": removal.as_str() });
-        self.evict(presence_channel(room.id, user.id), room, removed)
-            .await;
-        if had_sockets {
+        let was_there = self.sockets_in_room(room.id, user.id).await > 0;
+        self.evict(user_channel(user.id), room, removal).await;
+        if was_there {
             let presence = Presence {
                 room,
                 user,
-                status: "left",
+                status: PresenceStatus::Left,
             };
             self.emit(vec![room_channel(room.id)], "presence", &presence)
                 .await;
         }
     }
 
-    /// A deleted room's sockets get `removed` and leave it.
-    pub async fn room_deleted(&self, room: &RoomRef) {
-        let removed = json!({ "room": room, "reason": "room_deleted" });
-        self.evict(room_channel(room.id), room, removed).await;
+    /// Every socket in a room gets `removed` and leaves it (the room was deleted).
+    pub async fn remove_all(&self, room: &RoomRef, removal: Removal) {
+        self.evict(room_channel(room.id), room, removal).await;
     }
 
-    /// Tells a user's sockets where they have read up to in a room.
-    pub async fn read_moved(&self, user: Uuid, room: &RoomRef, seq: i64) {
-        self.emit(
-            vec![user_channel(user)],
-            "read",
-            &json!({ "room": room, "seq": seq }),
-        )
-        .await;
+    /// Tells a user's sockets (but `except`, when given) where they have read up to in a room.
+    pub async fn read_moved(
+        &self,
+        user: Uuid,
+        room: &RoomRef,
+        seq: i64,
+        except: Option<&SocketRef>,
+    ) {
+        let read = Read { room, seq };
+        let channels = vec![user_channel(user)];
+        match except {
+            Some(socket) => self.emit_except(socket, channels, "read", &read).await,
+            None => self.emit(channels, "read", &read).await,
+        }
+    }
+}
+
+/// An event's payload as JSON, once for this node and the others. Our own types always
+/// serialize; a failure would be a bug, and is logged rather than sent half-made.
+fn to_value<T: Serialize + ?Sized>(event: &str, data: &T) -> Option<Value> {
+    match serde_json::to_value(data) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            tracing::error!(error = %err, event, "an event could not be serialized");
+            None
+        }
     }
 }
 
@@ -305,26 +314,34 @@ impl Local {
         !self.closed.load(Ordering::Acquire)
     }
 
-    async fn emit(&self, rooms: Vec<String>, event: &str, data: &Value) {
+    async fn emit(&self, channels: Vec<String>, event: &str, data: &Value) {
         if !self.open() {
             return;
         }
-        let to = self.io.to(rooms);
-        if event == "message" {
-            self.metrics
-                .deliveries
-                .add(to.clone().sockets().len() as u64);
-        }
-        if let Err(err) = to.emit(event.to_owned(), data).await {
+        if let Err(err) = self.io.to(channels).emit(event.to_owned(), data).await {
             tracing::warn!(error = %err, event, "broadcast failed");
         }
     }
 
-    async fn disconnect(&self, rooms: Vec<String>) {
+    /// A committed message to this node's sockets in `channels`, counted as deliveries.
+    async fn deliver(&self, channels: Vec<String>, data: &Value) {
         if !self.open() {
             return;
         }
-        if let Err(err) = self.io.to(rooms).disconnect().await {
+        let to = self.io.to(channels);
+        self.metrics
+            .deliveries
+            .add(to.clone().sockets().len() as u64);
+        if let Err(err) = to.emit("message", data).await {
+            tracing::warn!(error = %err, "delivery failed");
+        }
+    }
+
+    async fn disconnect(&self, channels: Vec<String>) {
+        if !self.open() {
+            return;
+        }
+        if let Err(err) = self.io.to(channels).disconnect().await {
             tracing::warn!(error = %err, "disconnecting sockets failed");
         }
     }
@@ -374,8 +391,13 @@ impl cluster::Apply for Local {
     fn apply(&self, op: Op) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match op {
-                Op::Emit { rooms, event, data } => self.emit(rooms, &event, &data).await,
-                Op::Disconnect { rooms } => self.disconnect(rooms).await,
+                Op::Emit {
+                    channels,
+                    event,
+                    data,
+                } => self.emit(channels, &event, &data).await,
+                Op::Deliver { channels, data } => self.deliver(channels, &data).await,
+                Op::Disconnect { channels } => self.disconnect(channels).await,
                 Op::Evict {
                     channel,
                     room,

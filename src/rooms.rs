@@ -1,7 +1,11 @@
-//! Rooms, their members (the ACL), history and read state: the rules, shared by REST and
-//! Socket.IO. Handlers parse and answer; this decides who may do what.
+//! Rooms, their members (the ACL), direct rooms, history and read state: the rules, shared by
+//! REST and Socket.IO. Handlers of both transports parse and answer; this decides who may do
+//! what, and performs the realtime effects of what it decides (kicks, deletions, read
+//! positions), so that they happen whoever calls.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
+use socketioxide::extract::SocketRef;
 use uuid::Uuid;
 
 use crate::{
@@ -10,17 +14,13 @@ use crate::{
     error::{AppError, AppResult},
     store::{
         self, audit,
-        members::{Member, Role, UserRef},
+        members::{Member, Role},
         messages::{History, Page},
-        rooms::{MyRoom, Room, RoomAccess, Visibility},
+        rooms::{MyRoom, Room, RoomAccess, RoomRef, Visibility},
+        users::{User, UserRef},
     },
-    validate,
-    writer::RoomRef,
+    validate::{self, PageQuery, Seq},
 };
-
-/// Bounds of history pages.
-pub const MAX_PAGE: i64 = 200;
-pub const DEFAULT_PAGE: i64 = 50;
 
 impl RoomAccess {
     /// Public rooms are open to everyone; private and direct rooms to their members.
@@ -33,8 +33,48 @@ impl RoomAccess {
     }
 }
 
+/// A room as a caller names it.
+#[derive(Clone, Copy, Debug)]
+pub enum RoomKey<'a> {
+    /// By id (REST paths).
+    Id(Uuid),
+    /// By id or by name, as a socket client wrote it (a name may look like an id, so both are
+    /// tried).
+    Asked(&'a str),
+}
+
+/// How a room the caller may not enter is refused. The rule is the same on both transports;
+/// only the answer differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// REST: `404`, exactly as for a room that does not exist, so REST never tells that a
+    /// private room exists.
+    Hide,
+    /// Socket.IO: `forbidden` ("You are not authorized to join this room."); an unknown room is
+    /// `not_found` ("Room not found.").
+    Forbid,
+}
+
+impl Refusal {
+    fn unknown(self) -> AppError {
+        match self {
+            Refusal::Hide => AppError::not_found(),
+            Refusal::Forbid => AppError::NotFound("Room not found.".into()),
+        }
+    }
+
+    fn not_allowed(self) -> AppError {
+        match self {
+            Refusal::Hide => AppError::not_found(),
+            Refusal::Forbid => {
+                AppError::Forbidden("You are not authorized to join this room.".into())
+            }
+        }
+    }
+}
+
 /// Writes an `access_denied` line for a refusal on an existing room.
-pub async fn audit_denied(
+async fn audit_denied(
     state: &AppState,
     caller: &AuthUser,
     room: &Room,
@@ -51,22 +91,56 @@ pub async fn audit_denied(
     Ok(())
 }
 
-/// A room as REST sees it: unknown rooms, and private or direct rooms the caller is not in, are
-/// both `404` (the latter audited), so REST never tells that a private room exists.
-pub async fn visible(
+/// A room with the caller's role in it, whether or not the caller may enter it.
+async fn find(
+    state: &AppState,
+    caller: &AuthUser,
+    key: RoomKey<'_>,
+) -> AppResult<Option<RoomAccess>> {
+    let db = &state.db;
+    let asked = match key {
+        RoomKey::Id(id) => return Ok(store::rooms::access_by_id(db, id, caller.id()).await?),
+        RoomKey::Asked(asked) => asked,
+    };
+    if let Ok(id) = asked.parse::<Uuid>() {
+        if let Some(access) = store::rooms::access_by_id(db, id, caller.id()).await? {
+            return Ok(Some(access));
+        }
+    }
+    if !validate::is_room_name(asked) && !asked.starts_with("dm:") {
+        return Ok(None);
+    }
+    Ok(store::rooms::access_by_name(db, asked, caller.id()).await?)
+}
+
+/// The one access rule, for REST and sockets alike: a room the caller may enter (public, or on
+/// its ACL). Otherwise the refusal is audited (for a room that exists) and answered as `refusal`
+/// says. `action` names what was attempted, for the audit log.
+pub async fn access(
+    state: &AppState,
+    caller: &AuthUser,
+    key: RoomKey<'_>,
+    action: &str,
+    refusal: Refusal,
+) -> AppResult<RoomAccess> {
+    let access = find(state, caller, key)
+        .await?
+        .ok_or_else(|| refusal.unknown())?;
+    if !access.may_enter() {
+        audit_denied(state, caller, &access.room, action).await?;
+        return Err(refusal.not_allowed());
+    }
+    Ok(access)
+}
+
+/// As `access`, for REST routes that name the room by id.
+async fn visible(
     state: &AppState,
     caller: &AuthUser,
     room_id: Uuid,
     action: &str,
 ) -> AppResult<RoomAccess> {
-    let access = store::rooms::access_by_id(&state.db, room_id, caller.id())
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    if !access.may_enter() {
-        audit_denied(state, caller, &access.room, action).await?;
-        return Err(AppError::not_found());
-    }
-    Ok(access)
+    access(state, caller, RoomKey::Id(room_id), action, Refusal::Hide).await
 }
 
 /// Refuses (with `403`, audited) unless `allowed`.
@@ -84,44 +158,22 @@ async fn require(
     Err(AppError::forbidden())
 }
 
-/// A topic as given: trimmed, at most 256 characters; empty means none.
-fn topic(value: Option<&str>) -> AppResult<Option<String>> {
-    let Some(t) = value.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    if validate::char_len(t) > 256 {
-        return Err(AppError::invalid_field(
-            "topic",
-            "must be at most 256 characters",
-        ));
-    }
-    Ok(Some(t.to_owned()))
-}
-
 pub async fn create(
     state: &AppState,
     caller: &AuthUser,
     name: &str,
-    visibility: &str,
-    topic_text: Option<&str>,
+    visibility: Visibility,
+    topic: Option<&str>,
 ) -> AppResult<Room> {
-    if !validate::is_room_name(name) {
+    validate::room_name("name", name)?;
+    if visibility == Visibility::Direct {
+        // Direct rooms are made by `direct`, never by name.
         return Err(AppError::invalid_field(
-            "name",
-            "must be 1-64 characters of a-z, 0-9, '_' and '-'",
+            "visibility",
+            "must be \"public\" or \"private\"",
         ));
     }
-    let visibility = match visibility {
-        "public" => Visibility::Public,
-        "private" => Visibility::Private,
-        _ => {
-            return Err(AppError::invalid_field(
-                "visibility",
-                "must be \"public\" or \"private\"",
-            ))
-        }
-    };
-    let topic = topic(topic_text)?;
+    let topic = validate::topic("topic", topic)?;
     let mut tx = state.db.begin().await?;
     let room = store::rooms::create(
         &mut *tx,
@@ -178,31 +230,25 @@ pub async fn update(
     match new_topic {
         None => Ok(access.room),
         Some(t) => {
-            let t = topic(t.as_deref())?;
+            let t = validate::topic("topic", t.as_deref())?;
             Ok(store::rooms::set_topic(&state.db, room_id, t.as_deref()).await?)
         }
     }
 }
 
-/// Deletes a room (its owner, or an admin). Returns it, for telling its sockets.
-pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResult<Room> {
-    let access = store::rooms::access_by_id(&state.db, room_id, caller.id())
-        .await?
-        .ok_or_else(AppError::not_found)?;
-    if !caller.user.is_admin {
-        if !access.may_enter() {
-            audit_denied(state, caller, &access.room, "delete_room").await?;
-            return Err(AppError::not_found());
-        }
-        require(
-            state,
-            caller,
-            &access,
-            access.role == Some(Role::Owner),
-            "delete_room",
-        )
-        .await?;
-    }
+/// Deletes a room (its owner, or an admin, who need not be able to see it); its sockets, on
+/// every node, get `removed` with reason `room_deleted`.
+pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResult<()> {
+    let access = if caller.user.is_admin {
+        find(state, caller, RoomKey::Id(room_id))
+            .await?
+            .ok_or_else(AppError::not_found)?
+    } else {
+        let access = visible(state, caller, room_id, "delete_room").await?;
+        let owner = access.role == Some(Role::Owner);
+        require(state, caller, &access, owner, "delete_room").await?;
+        access
+    };
     let mut tx = state.db.begin().await?;
     if !store::rooms::delete(&mut *tx, room_id).await? {
         return Err(AppError::not_found());
@@ -217,8 +263,11 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
     .await?;
     tx.commit().await?;
     tracing::info!(room.id = %room_id, user.id = %caller.id(), "room deleted");
-    state.realtime.room_deleted(&room_ref(&access.room)).await;
-    Ok(access.room)
+    state
+        .realtime
+        .remove_all(&RoomRef::from(&access.room), Removal::RoomDeleted)
+        .await;
+    Ok(())
 }
 
 pub async fn members(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResult<Vec<Member>> {
@@ -226,32 +275,26 @@ pub async fn members(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppR
     Ok(store::members::list(&state.db, room_id).await?)
 }
 
-/// The ACL grant: adds `user_id` to the room with `role`, or changes its role. Owner and
-/// moderators may add members; only the owner grants or takes `moderator`; the owner's own row
-/// never changes; direct rooms have exactly their two users.
+/// The ACL grant: adds `user_id` to the room with `role` (`member` or `moderator`), or changes
+/// its role. Owner and moderators may add members; only the owner grants or takes `moderator`;
+/// the owner's own row never changes; direct rooms have exactly their two users.
 pub async fn grant(
     state: &AppState,
     caller: &AuthUser,
     room_id: Uuid,
     user_id: Uuid,
-    role: &str,
+    role: Role,
 ) -> AppResult<Member> {
-    let role = match role {
-        "member" => Role::Member,
-        "moderator" => Role::Moderator,
-        _ => {
-            return Err(AppError::invalid_field(
-                "role",
-                "must be \"member\" or \"moderator\"",
-            ))
-        }
-    };
+    if role == Role::Owner {
+        return Err(AppError::invalid_field(
+            "role",
+            "must be \"member\" or \"moderator\"",
+        ));
+    }
     let access = visible(state, caller, room_id, "grant_member").await?;
     let allowed = access.room.visibility != Visibility::Direct && access.manages();
     require(state, caller, &access, allowed, "grant_member").await?;
-    store::users::find(&state.db, user_id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
+    find_user(state, user_id).await?;
     let current = store::members::role(&state.db, room_id, user_id).await?;
     let touches_moderator = role == Role::Moderator || current == Some(Role::Moderator);
     let allowed =
@@ -281,30 +324,28 @@ pub async fn grant(
     Ok(member)
 }
 
-/// Why a member left a room, as `removed` events say it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why sockets were taken out of a room, as `removed` events say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Removal {
+    /// Removed by an owner or moderator.
     Kicked,
+    /// Removed themselves.
     Left,
-}
-
-impl Removal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Removal::Kicked => "kicked",
-            Removal::Left => "left",
-        }
-    }
+    /// The room is gone.
+    RoomDeleted,
 }
 
 /// Removes a member. Owner and moderators may remove others but never the owner; anyone but the
-/// owner may remove themselves.
+/// owner may remove themselves. Every live socket of the removed user, on every node, gets
+/// `removed` (joined to the room or not, so every device can drop the room from its list) and
+/// leaves the room.
 pub async fn remove_member(
     state: &AppState,
     caller: &AuthUser,
     room_id: Uuid,
     user_id: Uuid,
-) -> AppResult<(Room, Removal)> {
+) -> AppResult<()> {
     let access = visible(state, caller, room_id, "remove_member").await?;
     let removal = if user_id == caller.id() {
         Removal::Left
@@ -326,9 +367,7 @@ pub async fn remove_member(
         "remove_member",
     )
     .await?;
-    let user = store::users::find(&state.db, user_id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
+    let user = find_user(state, user_id).await?;
 
     let mut tx = state.db.begin().await?;
     if !store::members::remove(&mut *tx, room_id, user_id).await? {
@@ -340,20 +379,30 @@ pub async fn remove_member(
             .actor(caller.id())
             .target(user_id)
             .room(Some(room_id), &access.room.name)
-            .detail(json!({ "reason": removal.as_str(), "role": target })),
+            .detail(json!({ "reason": removal, "role": target })),
     )
     .await?;
     tx.commit().await?;
-    let user = UserRef {
-        id: user.id,
-        username: user.username,
-        display_name: user.display_name,
-    };
     state
         .realtime
-        .remove_member(&room_ref(&access.room), &user, removal)
+        .remove_member(&RoomRef::from(&access.room), &UserRef::from(&user), removal)
         .await;
-    Ok((access.room, removal))
+    Ok(())
+}
+
+async fn find_user(state: &AppState, user_id: Uuid) -> AppResult<User> {
+    store::users::find(&state.db, user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user".into()))
+}
+
+/// A user as a caller names it.
+#[derive(Clone, Copy, Debug)]
+pub enum UserKey<'a> {
+    /// By id (REST paths).
+    Id(Uuid),
+    /// By id or username, as a socket client wrote it (a username is never shaped like an id).
+    Asked(&'a str),
 }
 
 /// The name of the direct room of two users: `dm:` and their ids, sorted, joined by `-`.
@@ -367,127 +416,81 @@ pub fn direct_room_name(a: Uuid, b: Uuid) -> String {
 }
 
 /// The direct room of the caller and `other`, created on first use with both as members (and
-/// both made members again if one had left).
-pub async fn direct(state: &AppState, caller: &AuthUser, other: Uuid) -> AppResult<Room> {
-    if other == caller.id() {
+/// both made members again if one had left). `field` names the input that named `other`, for
+/// the error when it is the caller.
+pub async fn direct(
+    state: &AppState,
+    caller: &AuthUser,
+    other: UserKey<'_>,
+    field: &str,
+) -> AppResult<(Room, User)> {
+    let other = match other {
+        UserKey::Id(id) => find_user(state, id).await?,
+        UserKey::Asked(asked) => match asked.parse::<Uuid>() {
+            Ok(id) => find_user(state, id).await?,
+            Err(_) => store::users::find_by_username(&state.db, asked)
+                .await?
+                .ok_or_else(|| AppError::NotFound("no such user".into()))?,
+        },
+    };
+    if other.id == caller.id() {
         return Err(AppError::invalid_field(
-            "user_id",
+            field,
             "must be another user than yourself",
         ));
     }
-    store::users::find(&state.db, other)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
-    let name = direct_room_name(caller.id(), other);
+    let name = direct_room_name(caller.id(), other.id);
     let mut tx = state.db.begin().await?;
     let room = store::rooms::get_or_create_direct(&mut tx, &name, caller.id()).await?;
-    store::members::add_missing(&mut *tx, room.id, &[caller.id(), other]).await?;
+    store::members::add_missing(&mut *tx, room.id, &[caller.id(), other.id]).await?;
     tx.commit().await?;
-    Ok(room)
+    Ok((room, other))
 }
 
-/// `before`, `after` and `limit` of a history request, from JSON values or query strings.
-pub fn parse_page(before: &Value, after: &Value, limit: &Value) -> AppResult<(Page, i64)> {
-    let before = seq_arg("before", before)?;
-    let after = seq_arg("after", after)?;
-    let limit = match limit {
-        Value::Null => DEFAULT_PAGE,
-        v => match integer(v) {
-            Some(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(AppError::invalid_field(
-                    "limit",
-                    "must be an integer from 1 to 200",
-                ))
-            }
-        },
-    };
-    let page = match (before, after) {
-        (Some(_), Some(_)) => {
-            return Err(AppError::invalid_field(
-                "after",
-                "cannot be used together with before",
-            ))
-        }
-        (None, Some(after)) => Page::After(after),
-        (before, None) => Page::Before(before),
-    };
-    Ok((page, limit))
-}
-
-/// A message seq: an integer >= 0 (a JSON number, or digits from a query string); null: absent.
-pub fn seq_arg(name: &str, value: &Value) -> AppResult<Option<i64>> {
-    match value {
-        Value::Null => Ok(None),
-        v => integer(v)
-            .filter(|n| *n >= 0)
-            .map(Some)
-            .ok_or_else(|| AppError::invalid_field(name, "must be an integer >= 0")),
-    }
-}
-
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s)
-            if !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            s.parse().ok()
-        }
-        _ => None,
-    }
-}
-
+/// A page of a room's history, for a caller allowed to enter the room.
 pub async fn history(
     state: &AppState,
     caller: &AuthUser,
-    room_id: Uuid,
-    page: Page,
-    limit: i64,
+    key: RoomKey<'_>,
+    query: PageQuery,
+    refusal: Refusal,
 ) -> AppResult<History> {
-    visible(state, caller, room_id, "history").await?;
+    let (page, limit) = query.page()?;
+    let access = access(state, caller, key, "history", refusal).await?;
+    Ok(store::messages::page(&state.db, access.room.id, page, limit).await?)
+}
+
+/// The history a join replays (access already checked): the newest `HISTORY_LIMIT` messages,
+/// or with `since` the oldest `HISTORY_LIMIT` after it.
+pub async fn replay(state: &AppState, room_id: Uuid, since: Option<Seq>) -> AppResult<History> {
+    let limit = i64::from(state.config.history_limit);
+    let page = since.map_or(Page::Before(None), |s| Page::After(s.0));
     Ok(store::messages::page(&state.db, room_id, page, limit).await?)
 }
 
-/// Moves the caller's read position (members only). Returns the room, the stored position and
-/// whether it moved.
+/// Moves the caller's read position (members only; never backwards; capped at `last_seq`).
+/// When it moves, the user's sockets hear the stored position, all of them but `except` (the
+/// socket that asked, which knows).
 pub async fn mark_read(
     state: &AppState,
     caller: &AuthUser,
-    room_id: Uuid,
-    seq: i64,
-) -> AppResult<(Room, i64, bool)> {
-    let access = visible(state, caller, room_id, "mark_read").await?;
+    key: RoomKey<'_>,
+    seq: Seq,
+    refusal: Refusal,
+    except: Option<&SocketRef>,
+) -> AppResult<()> {
+    let access = access(state, caller, key, "mark_read", refusal).await?;
     require(state, caller, &access, access.role.is_some(), "mark_read").await?;
-    let (stored, moved) = store::members::mark_read(&state.db, room_id, caller.id(), seq)
+    let (stored, moved) = store::members::mark_read(&state.db, access.room.id, caller.id(), seq.0)
         .await?
         .ok_or_else(AppError::forbidden)?;
-    Ok((access.room, stored, moved))
-}
-
-/// `PUT /api/rooms/{id}/read`: as `mark_read`, then every socket of the user hears the stored
-/// position if it moved.
-pub async fn mark_read_everywhere(
-    state: &AppState,
-    caller: &AuthUser,
-    room_id: Uuid,
-    seq: i64,
-) -> AppResult<()> {
-    let (room, stored, moved) = mark_read(state, caller, room_id, seq).await?;
     if moved {
         state
             .realtime
-            .read_moved(caller.id(), &room_ref(&room), stored)
+            .read_moved(caller.id(), &RoomRef::from(&access.room), stored, except)
             .await;
     }
     Ok(())
-}
-
-pub fn room_ref(room: &Room) -> RoomRef {
-    RoomRef {
-        id: room.id,
-        name: room.name.clone(),
-    }
 }
 
 #[cfg(test)]
@@ -503,31 +506,5 @@ mod tests {
             direct_room_name(b, a),
             "dm:0192f0c1-0000-7000-8000-000000000001-0192f0c1-0000-7000-8000-000000000002"
         );
-    }
-
-    #[test]
-    fn pages_parse_from_numbers_and_digit_strings() {
-        let n = Value::Null;
-        assert_eq!(parse_page(&n, &n, &n).unwrap(), (Page::Before(None), 50));
-        assert_eq!(
-            parse_page(&json!(10), &n, &json!("5")).unwrap(),
-            (Page::Before(Some(10)), 5)
-        );
-        assert_eq!(
-            parse_page(&n, &json!("0"), &json!(200)).unwrap(),
-            (Page::After(0), 200)
-        );
-        for (b, a, l) in [
-            (json!(1), json!(2), n.clone()),
-            (json!(-1), n.clone(), n.clone()),
-            (json!("1.5"), n.clone(), n.clone()),
-            (json!("abc"), n.clone(), n.clone()),
-            (n.clone(), json!(true), n.clone()),
-            (n.clone(), n.clone(), json!(0)),
-            (n.clone(), n.clone(), json!(201)),
-            (n.clone(), n.clone(), json!(2.5)),
-        ] {
-            assert!(parse_page(&b, &a, &l).is_err(), "{b} {a} {l}");
-        }
     }
 }

@@ -1,5 +1,6 @@
-//! All SQL lives here: one module per table or aggregate. Functions take `impl PgExecutor` where
-//! they may run on the pool or inside a caller's transaction.
+//! All SQL lives here: one module per table or aggregate, plus the pool set-up and the readiness
+//! ping below. Functions take `impl PgExecutor` where they may run on the pool or inside a
+//! caller's transaction.
 
 pub mod audit;
 pub mod members;
@@ -34,6 +35,14 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 /// Applies pending migrations (under sqlx's advisory lock, so concurrent nodes take turns).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// One round trip to Postgres, for readiness checks.
+pub async fn ping(db: &PgPool) -> sqlx::Result<()> {
+    sqlx::query_scalar!(r#"select 1 as "one!""#)
+        .fetch_one(db)
+        .await?;
     Ok(())
 }
 

@@ -1,6 +1,22 @@
-//! The contract's bounds on names and texts, in one place for REST and sockets alike.
+//! The contract's bounds on names, texts and numbers, in one place for REST and sockets alike:
+//! checks that return the cleaned value, and the types (`Seq`, `PageQuery`) that parse into
+//! bounded values, so a REST query string and a socket payload are held to the same rule.
 
-use crate::error::AppError;
+use std::fmt;
+
+use serde::{de, Deserialize, Deserializer};
+
+use crate::{error::AppError, store::messages::Page};
+
+/// Bounds of history pages.
+pub const MAX_PAGE: i64 = 200;
+pub const DEFAULT_PAGE: i64 = 50;
+/// Message body, in characters after trimming.
+pub const MAX_BODY_CHARS: usize = 4000;
+/// `client_id`, in characters.
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+/// Room topic, in characters after trimming.
+pub const MAX_TOPIC_CHARS: usize = 256;
 
 /// Username: 3-32 of `[A-Za-z0-9_.-]`.
 pub fn is_username(s: &str) -> bool {
@@ -36,6 +52,143 @@ pub fn password(field: &str, value: &str) -> Result<(), AppError> {
         return Err(AppError::invalid_field(field, "must be 8-256 characters"));
     }
     Ok(())
+}
+
+pub fn room_name(field: &str, value: &str) -> Result<(), AppError> {
+    if !is_room_name(value) {
+        return Err(AppError::invalid_field(
+            field,
+            "must be 1-64 characters of a-z, 0-9, '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// A message body, trimmed: 1-4000 characters.
+pub fn message_body(field: &str, value: &str) -> Result<String, AppError> {
+    let trimmed = value.trim();
+    if !(1..=MAX_BODY_CHARS).contains(&char_len(trimmed)) {
+        return Err(AppError::invalid_field(
+            field,
+            "must be 1-4000 characters after trimming",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A client's idempotency key: 1-64 characters when given.
+pub fn client_id(field: &str, value: Option<String>) -> Result<Option<String>, AppError> {
+    match value {
+        Some(id) if !(1..=MAX_CLIENT_ID_CHARS).contains(&char_len(&id)) => Err(
+            AppError::invalid_field(field, "must be a string of 1-64 characters"),
+        ),
+        other => Ok(other),
+    }
+}
+
+/// A topic, trimmed: at most 256 characters; empty (or none) means no topic.
+pub fn topic(field: &str, value: Option<&str>) -> Result<Option<String>, AppError> {
+    let Some(t) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    if char_len(t) > MAX_TOPIC_CHARS {
+        return Err(AppError::invalid_field(
+            field,
+            "must be at most 256 characters",
+        ));
+    }
+    Ok(Some(t.to_owned()))
+}
+
+/// A message seq as a client gives it: an integer >= 0 (a JSON number; digits in a query
+/// string). Strings are refused in JSON, where a seq is always a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seq(pub i64);
+
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_i64(Bounded {
+            min: 0,
+            max: i64::MAX,
+            what: "an integer >= 0",
+        })
+        .map(Seq)
+    }
+}
+
+/// A history page size: an integer from 1 to 200.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub i64);
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_i64(Bounded {
+            min: 1,
+            max: MAX_PAGE,
+            what: "an integer from 1 to 200",
+        })
+        .map(Limit)
+    }
+}
+
+/// An integer in `min..=max`. Query strings reach it through `deserialize_i64` as parsed
+/// numbers, JSON as numbers; anything else is refused with `what` as the expectation.
+struct Bounded {
+    min: i64,
+    max: i64,
+    what: &'static str,
+}
+
+impl de::Visitor<'_> for Bounded {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.what)
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<i64, E> {
+        if (self.min..=self.max).contains(&n) {
+            Ok(n)
+        } else {
+            Err(E::invalid_value(de::Unexpected::Signed(n), &self))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<i64, E> {
+        match i64::try_from(n) {
+            Ok(n) => self.visit_i64(n),
+            Err(_) => Err(E::invalid_value(de::Unexpected::Unsigned(n), &self)),
+        }
+    }
+}
+
+/// `before`, `after` and `limit` of a history request, from a query string or a payload.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct PageQuery {
+    #[serde(default)]
+    pub before: Option<Seq>,
+    #[serde(default)]
+    pub after: Option<Seq>,
+    #[serde(default)]
+    pub limit: Option<Limit>,
+}
+
+impl PageQuery {
+    /// The page asked for and its size; `before` and `after` together are refused.
+    pub fn page(self) -> Result<(Page, i64), AppError> {
+        let limit = self.limit.map_or(DEFAULT_PAGE, |l| l.0);
+        let page = match (self.before, self.after) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::invalid_field(
+                    "after",
+                    "cannot be used together with before",
+                ))
+            }
+            (None, Some(after)) => Page::After(after.0),
+            (before, None) => Page::Before(before.map(|b| b.0)),
+        };
+        Ok((page, limit))
+    }
 }
 
 /// A display name, trimmed; 1-64 characters.
@@ -78,5 +231,69 @@ mod tests {
         assert_eq!(display_name("d", "  Zoë  ").unwrap(), "Zoë");
         assert!(display_name("d", "   ").is_err());
         assert!(display_name("d", &"ü".repeat(64)).is_ok());
+        assert_eq!(message_body("b", "  hi ").unwrap(), "hi");
+        assert!(message_body("b", " \n ").is_err());
+        assert!(message_body("b", &"ß".repeat(4000)).is_ok());
+        assert!(message_body("b", &"ß".repeat(4001)).is_err());
+        assert!(client_id("c", Some("é".repeat(64))).is_ok());
+        assert!(client_id("c", Some("é".repeat(65))).is_err());
+        assert!(client_id("c", Some(String::new())).is_err());
+        assert_eq!(topic("t", Some("  ")).unwrap(), None);
+        assert!(topic("t", Some(&"t".repeat(257))).is_err());
+    }
+
+    fn from_json(v: serde_json::Value) -> Result<(Page, i64), AppError> {
+        crate::decode::from_value::<PageQuery>(v)?.page()
+    }
+
+    fn from_query(q: &str) -> Result<(Page, i64), AppError> {
+        crate::decode::from_query::<PageQuery>(q)?.page()
+    }
+
+    #[test]
+    fn pages_parse_from_payloads_and_query_strings_alike() {
+        use serde_json::json;
+        assert_eq!(from_json(json!({})).unwrap(), (Page::Before(None), 50));
+        assert_eq!(from_query("").unwrap(), (Page::Before(None), 50));
+        assert_eq!(
+            from_json(json!({"before": 10, "limit": 5})).unwrap(),
+            (Page::Before(Some(10)), 5)
+        );
+        assert_eq!(
+            from_query("before=10&limit=5").unwrap(),
+            (Page::Before(Some(10)), 5)
+        );
+        assert_eq!(
+            from_query("after=0&limit=200").unwrap(),
+            (Page::After(0), 200)
+        );
+        for bad in [
+            json!({"before": 1, "after": 2}),
+            json!({"before": -1}),
+            json!({"before": "3"}),
+            json!({"after": true}),
+            json!({"limit": 0}),
+            json!({"limit": 201}),
+            json!({"limit": 2.5}),
+            json!({"after": 1e30}),
+        ] {
+            assert!(from_json(bad.clone()).is_err(), "{bad}");
+        }
+        for bad in [
+            "before=1&after=1",
+            "before=-1",
+            "before=1.5",
+            "before=abc",
+            "limit=0",
+            "limit=201",
+            "limit=ten",
+            "after=99999999999999999999",
+        ] {
+            let err = from_query(bad).unwrap_err();
+            assert!(
+                matches!(&err, AppError::InvalidInput { fields: Some(f), .. } if !f.is_empty()),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }

@@ -7,32 +7,32 @@
 //! alone and at once. Nothing is acknowledged before its commit.
 //!
 //! Because one task commits batches one after the other, seqs are assigned, acknowledged and
-//! published in commit order, and a socket that enqueues its sends in order gets them committed
+//! delivered in commit order, and a socket that enqueues its sends in order gets them committed
 //! in that order.
+//!
+//! After a commit, each message goes two ways: its outcome back to its sender through the
+//! `Receipt` (a oneshot; the socket layer acknowledges from there), and the batch's new messages
+//! to `Deliver` (`Realtime::deliver`: to the room's sockets on this node, then to the other
+//! nodes). Both follow the commit; which one reaches a client first is not fixed.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use crate::{
     error::{is_connection_error, AppError, AppResult},
     metrics::Metrics,
-    store::messages::{self, BatchOutcome, Message, NewMessage, Stored},
+    store::{
+        messages::{self, BatchOutcome, Message, NewMessage, Stored},
+        rooms::RoomRef,
+    },
 };
 
 /// Most messages in one batch statement.
 pub const MAX_BATCH: usize = 512;
 /// Messages waiting for the writer before senders are made to wait.
 const QUEUE: usize = 16 * 1024;
-
-/// A room as events name it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct RoomRef {
-    pub id: Uuid,
-    pub name: String,
-}
 
 /// A newly committed message and where it goes.
 #[derive(Clone, Debug)]
@@ -43,8 +43,8 @@ pub struct Committed {
     pub also_to: Vec<String>,
 }
 
-/// Delivers committed messages (broadcasts them), in commit order.
-pub type Publish = Arc<dyn Fn(Vec<Committed>) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Delivers committed messages to their sockets, in commit order (`Realtime::deliver`).
+pub type Deliver = Arc<dyn Fn(Vec<Committed>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 struct Pending {
     message: NewMessage,
@@ -74,9 +74,9 @@ impl Receipt {
 
 impl Writer {
     /// Starts the writer task; it stops when every `Writer` handle is dropped.
-    pub fn start(db: sqlx::PgPool, metrics: Arc<Metrics>, publish: Publish) -> Self {
+    pub fn start(db: sqlx::PgPool, metrics: Arc<Metrics>, deliver: Deliver) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, metrics, publish, rx));
+        tokio::spawn(run(db, metrics, deliver, rx));
         Writer { queue }
     }
 
@@ -105,13 +105,13 @@ impl Writer {
 async fn run(
     db: sqlx::PgPool,
     metrics: Arc<Metrics>,
-    publish: Publish,
+    deliver: Deliver,
     mut rx: mpsc::Receiver<Pending>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let pending = std::mem::take(&mut batch);
-        let outcomes = store(&db, &pending).await;
+        let outcomes = commit_batch(&db, &pending).await;
         let mut committed = Vec::new();
         for (p, outcome) in pending.into_iter().zip(outcomes) {
             if let Ok(Stored::New(message)) = &outcome {
@@ -126,21 +126,21 @@ async fn run(
             let _ = p.reply.send(outcome);
         }
         if !committed.is_empty() {
-            publish(committed).await;
+            deliver(committed).await;
         }
     }
 }
 
 /// Stores a batch; if the batch as a whole fails for another reason than Postgres being away,
 /// each message is stored on its own so one bad apple cannot sink the others.
-async fn store(db: &sqlx::PgPool, pending: &[Pending]) -> Vec<AppResult<Stored>> {
+async fn commit_batch(db: &sqlx::PgPool, pending: &[Pending]) -> Vec<AppResult<Stored>> {
     let messages: Vec<NewMessage> = pending.iter().map(|p| p.message.clone()).collect();
     match messages::insert_batch(db, &messages).await {
         Ok(outcomes) => outcomes
             .into_iter()
             .map(|o| match o {
                 BatchOutcome::Stored(stored) => Ok(stored),
-                BatchOutcome::NoRoom => Err(AppError::NotFound("the room no longer exists".into())),
+                BatchOutcome::NoRoom => Err(room_gone()),
             })
             .collect(),
         Err(err) if is_connection_error(&err) => {
@@ -154,13 +154,10 @@ async fn store(db: &sqlx::PgPool, pending: &[Pending]) -> Vec<AppResult<Stored>>
             tracing::debug!(error = %err, "batch failed; storing its messages one by one");
             let mut out = Vec::with_capacity(messages.len());
             for m in &messages {
-                let one =
-                    messages::insert(db, m.room_id, m.sender_id, &m.body, m.client_id.as_deref())
-                        .await;
-                out.push(one.map_err(|e| {
+                out.push(messages::insert(db, m).await.map_err(|e| {
                     // No room row to take a seq from: it was deleted meanwhile.
                     if matches!(e, sqlx::Error::RowNotFound) {
-                        AppError::NotFound("the room no longer exists".into())
+                        room_gone()
                     } else {
                         AppError::from(e)
                     }
@@ -169,4 +166,8 @@ async fn store(db: &sqlx::PgPool, pending: &[Pending]) -> Vec<AppResult<Stored>>
             out
         }
     }
+}
+
+fn room_gone() -> AppError {
+    AppError::NotFound("the room no longer exists".into())
 }

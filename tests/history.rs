@@ -42,8 +42,11 @@ async fn seqs_run_1_2_3_per_room_without_gaps() {
     assert_eq!(room.ok(200)["last_seq"], 5);
 }
 
+/// The writer's one-by-one fallback, run concurrently: distinct gap-free seqs, and every message
+/// keeps the id it was given (as on the batch path).
 #[tokio::test]
 async fn concurrent_senders_get_distinct_gap_free_seqs() {
+    use huddle::store::messages::{insert, NewMessage, Stored};
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let room = app.create_room(&ann, "busy", "public").await;
@@ -51,11 +54,19 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let db = app.db.clone();
-        let sender = ann.id;
+        let message = NewMessage {
+            id: uuid::Uuid::now_v7(),
+            room_id,
+            sender_id: ann.id,
+            body: format!("m{i}"),
+            client_id: None,
+        };
         tasks.push(tokio::spawn(async move {
-            huddle::store::messages::insert(&db, room_id, sender, &format!("m{i}"), None)
-                .await
-                .unwrap()
+            let stored = insert(&db, &message).await.unwrap();
+            let Stored::New(stored) = stored else {
+                panic!("not new: {stored:?}")
+            };
+            assert_eq!(stored.id, message.id);
         }));
     }
     for t in tasks {
@@ -79,7 +90,14 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         app.create_room(&ann, "beta", "public").await,
         app.create_room(&ann, "gone", "public").await,
     );
-    let earlier = huddle::store::messages::insert(&app.db, id(&a), ann.id, "first", Some("k1"))
+    let msg = |room: &Value, body: &str, client_id: Option<&str>| NewMessage {
+        id: uuid::Uuid::now_v7(),
+        room_id: id(room),
+        sender_id: ann.id,
+        body: body.into(),
+        client_id: client_id.map(Into::into),
+    };
+    let earlier = huddle::store::messages::insert(&app.db, &msg(&a, "first", Some("k1")))
         .await
         .unwrap();
     let Stored::New(earlier) = earlier else {
@@ -88,13 +106,6 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
     let delete = format!("/api/rooms/{}", id(&gone));
     app.delete(&delete, Some(&ann.access)).await.ok(204);
 
-    let msg = |room: &Value, body: &str, client_id: Option<&str>| NewMessage {
-        id: uuid::Uuid::now_v7(),
-        room_id: id(room),
-        sender_id: ann.id,
-        body: body.into(),
-        client_id: client_id.map(Into::into),
-    };
     let batch = [
         msg(&a, "a1", None),
         msg(&b, "b1", Some("k2")),

@@ -9,6 +9,7 @@ use super::extract::Json;
 use crate::{
     app::AppState,
     error::{AppError, AppResult},
+    store,
 };
 
 pub fn router() -> Router<AppState> {
@@ -26,7 +27,7 @@ async fn healthz() -> Json<Value> {
 /// `GET /readyz`: 200 when Postgres (and Redis, with `REDIS_URL`) answer within two seconds,
 /// else 503 `unavailable`.
 async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    let ping = sqlx::query_scalar!("select 1 as \"one!\"").fetch_one(&state.db);
+    let ping = store::ping(&state.db);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => {

@@ -1,8 +1,6 @@
 //! Rooms, members (the ACL), direct rooms, history and read state over REST. The rules are in
 //! `crate::rooms`; these handlers parse and answer.
 
-use std::collections::HashMap;
-
 use axum::{
     extract::State,
     http::StatusCode,
@@ -18,12 +16,13 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     error::AppResult,
-    rooms,
+    rooms::{self, Refusal, RoomKey, UserKey},
     store::{
-        members::Member,
+        members::{Member, Role},
         messages::History,
-        rooms::{MyRoom, Room},
+        rooms::{MyRoom, Room, Visibility},
     },
+    validate::{PageQuery, Seq},
 };
 
 pub fn router() -> Router<AppState> {
@@ -44,7 +43,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct CreateRoom {
     name: String,
-    visibility: String,
+    visibility: Visibility,
     topic: Option<String>,
 }
 
@@ -58,7 +57,7 @@ async fn create(
         &state,
         &caller,
         &body.name,
-        &body.visibility,
+        body.visibility,
         body.topic.as_deref(),
     )
     .await?;
@@ -128,7 +127,7 @@ async fn members(
 
 #[derive(Deserialize)]
 struct Grant {
-    role: String,
+    role: Role,
 }
 
 /// `PUT /api/rooms/{id}/members/{user_id}` `{role}` -> 200 member: the ACL grant.
@@ -139,7 +138,7 @@ async fn grant(
     Json(body): Json<Grant>,
 ) -> AppResult<Json<Member>> {
     Ok(Json(
-        rooms::grant(&state, &caller, id, user_id, &body.role).await?,
+        rooms::grant(&state, &caller, id, user_id, body.role).await?,
     ))
 }
 
@@ -159,7 +158,8 @@ async fn direct(
     caller: AuthUser,
     Path(user_id): Path<Uuid>,
 ) -> AppResult<Json<Room>> {
-    Ok(Json(rooms::direct(&state, &caller, user_id).await?))
+    let (room, _) = rooms::direct(&state, &caller, UserKey::Id(user_id), "user_id").await?;
+    Ok(Json(room))
 }
 
 /// `GET /api/rooms/{id}/messages?before=&after=&limit=`.
@@ -167,36 +167,32 @@ async fn history(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<PageQuery>,
 ) -> AppResult<Json<History>> {
-    let arg = |name: &str| {
-        query
-            .get(name)
-            .map_or(Value::Null, |v| Value::String(v.clone()))
-    };
-    let (page, limit) = rooms::parse_page(&arg("before"), &arg("after"), &arg("limit"))?;
-    Ok(Json(
-        rooms::history(&state, &caller, id, page, limit).await?,
-    ))
+    let history = rooms::history(&state, &caller, RoomKey::Id(id), query, Refusal::Hide).await?;
+    Ok(Json(history))
 }
 
 #[derive(Deserialize)]
 struct MarkRead {
-    seq: Value,
+    seq: Seq,
 }
 
-/// `PUT /api/rooms/{id}/read` `{seq}` -> 204.
+/// `PUT /api/rooms/{id}/read` `{seq}` -> 204; every socket of the user hears the new position.
 async fn mark_read(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     Json(body): Json<MarkRead>,
 ) -> AppResult<StatusCode> {
-    let seq = match &body.seq {
-        Value::Number(_) => rooms::seq_arg("seq", &body.seq)?,
-        _ => None,
-    }
-    .ok_or_else(|| crate::error::AppError::invalid_field("seq", "must be an integer >= 0"))?;
-    rooms::mark_read_everywhere(&state, &caller, id, seq).await?;
+    rooms::mark_read(
+        &state,
+        &caller,
+        RoomKey::Id(id),
+        body.seq,
+        Refusal::Hide,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

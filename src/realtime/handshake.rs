@@ -1,14 +1,14 @@
 //! The connection handshake: the access token is checked exactly as on REST before the socket
 //! exists; a refused client gets `connect_error` with message `unauthorized`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use socketioxide::{
     extract::{SocketRef, TryData},
     handler::ConnectHandler,
     ParserError,
 };
 
-use super::{inbound, session_channel, user_channel};
+use super::{inbound, payload::Session, session_channel, user_channel};
 use crate::{
     app::AppState,
     auth::{self, AuthUser},
@@ -32,7 +32,12 @@ pub(super) fn register(state: &AppState) {
     };
     let connected = |s: SocketRef| async move {
         if let Some(conn) = s.extensions.get::<inbound::Conn>() {
-            let _ = s.emit("session", &json!({ "user": conn.auth.user }));
+            let _ = s.emit(
+                "session",
+                &Session {
+                    user: &conn.auth.user,
+                },
+            );
         }
         tracing::debug!(socket.id = %s.id, "socket connected");
     };

@@ -24,11 +24,15 @@ use socketioxide::{
     socket::Socket,
 };
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::events;
 use crate::{
-    app::AppState, auth::AuthUser, error::AppError, store::members::UserRef, writer::RoomRef,
+    app::AppState,
+    auth::AuthUser,
+    error::AppError,
+    store::{rooms::RoomRef, users::UserRef},
 };
 
 /// Events a socket may have waiting before further ones are refused: room for a client that
@@ -54,9 +58,9 @@ pub(crate) struct Queued {
 pub(crate) struct Conn {
     pub auth: AuthUser,
     inbox: mpsc::Sender<Cmd>,
-    /// Chat rooms this socket is in, by id: the authority on what it has joined (kicks and
-    /// room deletions update it too), used to resolve names without a query and to tell the
-    /// rooms when the socket goes.
+    /// Chat rooms this socket is in, by id: a cache beside socketioxide's own room list (the
+    /// authority on what the socket has joined), kept right by joins, leaves, kicks and room
+    /// deletions. It resolves names without a query and tells the rooms when the socket goes.
     joined: Arc<Mutex<HashMap<Uuid, RoomRef>>>,
     /// Set when the socket disconnects. (socketioxide's own `connected()` is still false for a
     /// moment after the client was told it is connected, so it cannot tell "gone" from "new".)
@@ -65,11 +69,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub fn user_ref(&self) -> UserRef {
-        UserRef {
-            id: self.auth.user.id,
-            username: self.auth.user.username.clone(),
-            display_name: self.auth.user.display_name.clone(),
-        }
+        UserRef::from(&self.auth.user)
     }
 
     pub fn remember(&self, room: RoomRef) {
@@ -138,9 +138,15 @@ async fn run(state: AppState, socket: SocketRef, conn: Conn, mut rx: mpsc::Recei
                 // Events still queued when the socket went away are dropped, not half-done.
                 if !ctx.conn.is_gone() {
                     let Queued { name, data, ack } = *event;
+                    let span = tracing::debug_span!(
+                        "event",
+                        name = %name,
+                        socket.id = %ctx.socket.id,
+                        user.id = %ctx.conn.auth.id(),
+                    );
                     // Boxed: the handlers' state machines are large, and an idle socket's task
                     // should not carry one around while it waits for its next event.
-                    Box::pin(events::handle(&ctx, &name, data, ack)).await;
+                    Box::pin(events::handle(&ctx, &name, data, ack).instrument(span)).await;
                 }
             }
             Cmd::Disconnected => {
@@ -178,7 +184,7 @@ impl FromMessage<LocalAdapter> for Inbound {
             .inbox
             .try_send(Cmd::Event(Box::new(Queued { name, data, ack })))
         {
-            events::reply::<()>(
+            events::answer::<()>(
                 event.ack,
                 Err(AppError::RateLimited {
                     message: "too many requests waiting on this socket".into(),

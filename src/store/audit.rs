@@ -5,7 +5,8 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 /// The values of `audit_log.action`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Action {
     RoomCreated,
     RoomDeleted,
@@ -17,23 +18,6 @@ pub enum Action {
     AccessDenied,
     PasswordChanged,
     RefreshTokenReused,
-}
-
-impl Action {
-    fn as_str(self) -> &'static str {
-        match self {
-            Action::RoomCreated => "room_created",
-            Action::RoomDeleted => "room_deleted",
-            Action::MemberGranted => "member_granted",
-            Action::RoleChanged => "role_changed",
-            Action::MemberRemoved => "member_removed",
-            Action::UserDisabled => "user_disabled",
-            Action::UserEnabled => "user_enabled",
-            Action::AccessDenied => "access_denied",
-            Action::PasswordChanged => "password_changed",
-            Action::RefreshTokenReused => "refresh_token_reused",
-        }
-    }
 }
 
 /// One line of the log. Fields left `None` are written as null.
@@ -85,7 +69,7 @@ pub async fn record(db: impl PgExecutor<'_>, entry: Entry<'_>) -> sqlx::Result<(
     sqlx::query!(
         r#"insert into audit_log (action, actor_id, target_user_id, room_id, room_name, detail)
            values ($1, $2, $3, $4, $5, $6)"#,
-        entry.action.as_str(),
+        entry.action as Action,
         entry.actor_id,
         entry.target_user_id,
         entry.room_id,

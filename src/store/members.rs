@@ -5,6 +5,8 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::users::UserRef;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
@@ -19,14 +21,6 @@ impl Role {
     pub fn manages(self) -> bool {
         matches!(self, Role::Owner | Role::Moderator)
     }
-}
-
-/// A user as other objects embed it.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct UserRef {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
 }
 
 #[derive(Debug, Serialize)]

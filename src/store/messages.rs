@@ -5,7 +5,7 @@ use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::members::UserRef;
+use super::users::UserRef;
 
 /// A stored message as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub async fn page(
     page: Page,
     limit: i64,
 ) -> sqlx::Result<History> {
+    // Two statements so that each is a plain walk of the index in its own direction; the rows
+    // come in walking order.
     let mut rows =
         match page {
             Page::After(after) => sqlx::query_as!(
@@ -94,8 +96,7 @@ pub async fn page(
             )
             .fetch_all(db)
             .await?,
-            Page::Before(before) => {
-                let mut rows = sqlx::query_as!(
+            Page::Before(before) => sqlx::query_as!(
                 Row,
                 r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
                           u.id as sender_id, u.username, u.display_name
@@ -107,22 +108,14 @@ pub async fn page(
                 limit + 1,
             )
             .fetch_all(db)
-            .await?;
-                // Newest first from the index; the extra row, if any, is the oldest and goes.
-                rows.truncate(limit as usize + 1);
-                rows.reverse();
-                if rows.len() as i64 > limit {
-                    rows.remove(0);
-                    return Ok(History {
-                        messages: rows.into_iter().map(Message::from).collect(),
-                        has_more: true,
-                    });
-                }
-                rows
-            }
+            .await?,
         };
+    // The extra row, if any, lies beyond the page in the walking direction.
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    if matches!(page, Page::Before(_)) {
+        rows.reverse();
+    }
     Ok(History {
         messages: rows.into_iter().map(Message::from).collect(),
         has_more,
@@ -138,16 +131,21 @@ pub enum Stored {
     Duplicate(Message),
 }
 
-/// Stores one message in its own transaction. The room row's `last_seq` is incremented in the
-/// same statement, which holds the room's row lock until commit: seqs are gap-free and commit in
-/// order, across nodes too.
-pub async fn insert(
-    db: &PgPool,
-    room_id: Uuid,
-    sender_id: Uuid,
-    body: &str,
-    client_id: Option<&str>,
-) -> sqlx::Result<Stored> {
+impl Stored {
+    /// The message a sender is answered with: the new one, or the first copy.
+    pub fn into_message(self) -> Message {
+        match self {
+            Stored::New(m) | Stored::Duplicate(m) => m,
+        }
+    }
+}
+
+/// Stores one message in its own transaction (the writer's fallback when a batch fails as a
+/// whole). The room row's `last_seq` is incremented in the same statement, which holds the
+/// room's row lock until commit: seqs are gap-free and commit in order, across nodes too. The
+/// message keeps the id it was given, as on the batch path.
+pub async fn insert(db: &PgPool, m: &NewMessage) -> sqlx::Result<Stored> {
+    let (room_id, sender_id, client_id) = (m.room_id, m.sender_id, m.client_id.as_deref());
     if let Some(client_id) = client_id {
         if let Some(first) = by_client_id(db, room_id, sender_id, client_id).await? {
             return Ok(Stored::Duplicate(first));
@@ -165,10 +163,10 @@ pub async fn insert(
            select i.id, i.room_id, i.seq, i.body, i.client_id, i.created_at, i.edited_at,
                   i.sender_id, u.username, u.display_name
            from inserted i join users u on u.id = i.sender_id"#,
-        Uuid::now_v7(),
+        m.id,
         room_id,
         sender_id,
-        body,
+        m.body,
         client_id,
     )
     .fetch_one(db)
@@ -247,21 +245,7 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
     use std::collections::HashMap;
 
     // Repeats within the batch are answered with their first copy's outcome.
-    let mut first_in_batch: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
-    let mut same_as: Vec<Option<usize>> = Vec::with_capacity(batch.len());
-    for (i, m) in batch.iter().enumerate() {
-        let first = m.client_id.as_deref().and_then(|c| {
-            let key = (m.room_id, m.sender_id, c);
-            match first_in_batch.get(&key) {
-                Some(&first) => Some(first),
-                None => {
-                    first_in_batch.insert(key, i);
-                    None
-                }
-            }
-        });
-        same_as.push(first);
-    }
+    let same_as = repeats_in_batch(batch);
     let sent: Vec<&NewMessage> = batch
         .iter()
         .zip(&same_as)
@@ -365,4 +349,58 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                 .map_or(BatchOutcome::NoRoom, |s| BatchOutcome::Stored(s.clone())),
         })
         .collect())
+}
+
+/// For each message of a batch, the index of an earlier message of the batch with the same
+/// room, sender and `client_id` (a resend within the batch), or `None` for a first copy.
+fn repeats_in_batch(batch: &[NewMessage]) -> Vec<Option<usize>> {
+    use std::collections::HashMap;
+
+    let mut first_in_batch: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let key = (m.room_id, m.sender_id, m.client_id.as_deref()?);
+            match first_in_batch.get(&key) {
+                Some(&first) => Some(first),
+                None => {
+                    first_in_batch.insert(key, i);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(room: u128, sender: u128, client_id: Option<&str>) -> NewMessage {
+        NewMessage {
+            id: Uuid::now_v7(),
+            room_id: Uuid::from_u128(room),
+            sender_id: Uuid::from_u128(sender),
+            body: "hi".into(),
+            client_id: client_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_resend_within_a_batch_points_at_its_first_copy() {
+        let batch = [
+            message(1, 1, Some("a")),
+            message(1, 1, None),
+            message(1, 1, Some("a")),
+            message(2, 1, Some("a")),
+            message(1, 2, Some("a")),
+            message(1, 1, None),
+            message(1, 1, Some("a")),
+        ];
+        assert_eq!(
+            repeats_in_batch(&batch),
+            [None, None, Some(0), None, None, None, Some(0)]
+        );
+    }
 }

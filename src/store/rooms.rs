@@ -1,13 +1,13 @@
 //! The `rooms` table.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::members::Role;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
@@ -27,6 +27,22 @@ pub struct Room {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     pub last_seq: i64,
+}
+
+/// A room as events name it: `{id, name}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+impl From<&Room> for RoomRef {
+    fn from(r: &Room) -> Self {
+        RoomRef {
+            id: r.id,
+            name: r.name.clone(),
+        }
+    }
 }
 
 /// A room as `/api/me/rooms` shows it: with the caller's role and read position.

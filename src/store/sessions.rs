@@ -7,23 +7,13 @@ use uuid::Uuid;
 use super::users::User;
 
 /// Why a session ended; the values of `sessions.revoked_reason`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum RevokeReason {
     Logout,
     PasswordChanged,
     RefreshTokenReused,
     UserDisabled,
-}
-
-impl RevokeReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            RevokeReason::Logout => "logout",
-            RevokeReason::PasswordChanged => "password_changed",
-            RevokeReason::RefreshTokenReused => "refresh_token_reused",
-            RevokeReason::UserDisabled => "user_disabled",
-        }
-    }
 }
 
 pub async fn create(
@@ -142,7 +132,7 @@ pub async fn revoke(
     let result = sqlx::query!(
         "update sessions set revoked_at = now(), revoked_reason = $2 where id = $1 and revoked_at is null",
         session_id,
-        reason.as_str(),
+        reason as RevokeReason,
     )
     .execute(db)
     .await?;
@@ -162,7 +152,7 @@ pub async fn revoke_all_of_user(
            returning id"#,
         user_id,
         keep,
-        reason.as_str(),
+        reason as RevokeReason,
     )
     .fetch_all(db)
     .await

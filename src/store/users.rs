@@ -1,6 +1,6 @@
 //! The `users` table.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -14,6 +14,24 @@ pub struct User {
     pub is_admin: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// A user as other objects embed it (message senders, members, presence).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRef {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+impl From<&User> for UserRef {
+    fn from(u: &User) -> Self {
+        UserRef {
+            id: u.id,
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+        }
+    }
 }
 
 /// A user as login needs it.
@@ -71,6 +89,21 @@ pub async fn credentials(
         password_hash: r.password_hash,
         disabled: r.disabled,
     }))
+}
+
+/// A user by username, whatever its case (without the credentials: for naming a user).
+pub async fn find_by_username(
+    db: impl PgExecutor<'_>,
+    username: &str,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query_as!(
+        User,
+        r#"select id, username, display_name, is_admin, created_at
+           from users where lower(username) = lower($1)"#,
+        username,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<String>> {

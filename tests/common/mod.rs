@@ -291,21 +291,21 @@ impl Api {
 }
 
 impl TestApp {
-    /// Stores `n` messages from `sender` in a room straight through the store, as the socket
-    /// path does.
+    /// Stores `n` messages from `sender` in a room through the writer's batch statement, the
+    /// path every socket message takes.
     pub async fn seed_messages(&self, room: &Value, sender: &Session, n: usize) {
+        use huddle::store::messages::{insert_batch, NewMessage};
         let room_id: Uuid = room["id"].as_str().unwrap().parse().unwrap();
-        for i in 1..=n {
-            huddle::store::messages::insert(
-                &self.db,
+        let batch: Vec<NewMessage> = (1..=n)
+            .map(|i| NewMessage {
+                id: Uuid::now_v7(),
                 room_id,
-                sender.id,
-                &format!("message {i}"),
-                None,
-            )
-            .await
-            .unwrap();
-        }
+                sender_id: sender.id,
+                body: format!("message {i}"),
+                client_id: None,
+            })
+            .collect();
+        insert_batch(&self.db, &batch).await.unwrap();
     }
 
     /// Makes a registered user an admin (as `huddle user create --admin` would).

@@ -100,6 +100,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn(
+            http::oversize::drain_refused_bodies,
+        ))
+        .layer(axum::middleware::from_fn(
             move |req: Request, next: axum::middleware::Next| {
                 let metrics = metrics.clone();
                 async move {

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod extract;
 pub mod ops;
+pub mod oversize;
 pub mod rooms;
 
 use axum::Router;

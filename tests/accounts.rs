@@ -5,7 +5,7 @@ mod common;
 
 use common::{spawn_app, spawn_app_with};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn registering_returns_the_user_and_a_token_pair() {
@@ -206,6 +206,48 @@ async fn a_body_over_the_limit_is_payload_too_large() {
     app.post("/api/auth/register", None, body)
         .await
         .error(413, "payload_too_large");
+}
+
+/// As `fetch` does: the whole body is written before anything is read. The server must read
+/// (and throw away) the rest of the refused body rather than reset the connection under the
+/// client's writes, so that the client gets to read the 413.
+#[tokio::test]
+async fn a_client_that_writes_a_huge_body_before_reading_gets_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app().await;
+    let body = format!(
+        r#"{{"username": "hank", "password": "{}"}}"#,
+        "p".repeat(5 * 1024 * 1024)
+    );
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(&address).await?;
+        let head = format!(
+            "POST /api/auth/register HTTP/1.1\r\nhost: {address}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.write_all(body.as_bytes()).await?;
+        let mut response = Vec::new();
+        tcp.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+        .await
+        .expect("the exchange finishes")
+        .expect("the whole body is written and the answer read, with no reset");
+    assert!(
+        response.starts_with("HTTP/1.1 413"),
+        "{}",
+        &response[..response.len().min(300)]
+    );
+    let (_, json) = response.split_once("\r\n\r\n").unwrap();
+    let json: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(json["error"]["code"], "payload_too_large");
+    assert_eq!(app.count("users").await, 0);
 }
 
 #[tokio::test]

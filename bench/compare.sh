@@ -11,6 +11,10 @@
 #
 # PEER_DIR (default ../shared/peers/node-seed) is copied to target/peer before `npm ci`,
 # since the original may be read-only.
+#
+# BASELINE=<path of another huddle binary> measures against that build instead of the peer (a
+# before/after comparison of a change: build the old commit in a worktree and point here); its
+# rows keep the server name "peer", and the tables name it "baseline".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,13 +24,14 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(persist-1 persist-window persist-5k fanout join login connections-1k connections-18k)
 
 PEER_DIR=${PEER_DIR:-../shared/peers/node-seed}
+BASELINE=${BASELINE:-}
 PG=postgres://postgres@127.0.0.1:5432
 HUDDLE_PORT=3300 PEER_PORT=3100
 BENCH=target/release/huddle-bench
-OUT=bench/results/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl
+OUT=bench/results/compare-${BASELINE:+baseline-}$(date -u +%Y%m%dT%H%M%SZ).jsonl
 
 cargo build --release --locked --quiet --workspace
-if [ ! -d target/peer/node_modules ]; then
+if [ -z "$BASELINE" ] && [ ! -d target/peer/node_modules ]; then
   rm -rf target/peer && mkdir -p target/peer && cp -r "$PEER_DIR"/. target/peer/
   (cd target/peer && npm ci --no-audit --no-fund --loglevel=error)
 fi
@@ -43,8 +48,13 @@ start_huddle() {
   until curl -sf localhost:$HUDDLE_PORT/readyz >/dev/null; do sleep 0.2; done
 }
 start_peer() {
-  (cd target/peer && exec env "${common_env[@]}" PORT=$PEER_PORT \
-    DATABASE_URL=$PG/nodeseed_compare node server.js >>../compare-peer.log 2>&1) &
+  if [ -n "$BASELINE" ]; then
+    env "${common_env[@]}" PORT=$PEER_PORT DATABASE_URL=$PG/huddle_baseline \
+      "$BASELINE" >>target/compare-baseline.log 2>&1 &
+  else
+    (cd target/peer && exec env "${common_env[@]}" PORT=$PEER_PORT \
+      DATABASE_URL=$PG/nodeseed_compare node server.js >>../compare-peer.log 2>&1) &
+  fi
   peer_pid=$!
   until curl -sf localhost:$PEER_PORT/readyz >/dev/null; do sleep 0.2; done
 }
@@ -52,7 +62,7 @@ stop() { [ -z "$1" ] || { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null |
 cleanup() { stop "$huddle_pid"; stop "$peer_pid"; }
 trap cleanup EXIT
 
-for db in huddle_compare nodeseed_compare; do
+for db in huddle_compare nodeseed_compare huddle_baseline; do
   psql -q $PG/postgres -c "drop database if exists $db with (force)" >/dev/null
 done
 start_huddle
@@ -92,4 +102,4 @@ for scenario in "${SCENARIOS[@]}"; do
   done
 done
 echo "results: $OUT"
-python3 bench/summarize.py "$OUT"
+python3 bench/summarize.py "$OUT" ${BASELINE:+--against baseline}

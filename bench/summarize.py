@@ -3,6 +3,7 @@
 the runs, per server, and how many times better Huddle is (above 1: Huddle better).
 
     bench/summarize.py bench/results/compare-<time>.jsonl
+    bench/summarize.py bench/results/compare-baseline-<time>.jsonl --against baseline
     bench/summarize.py --one < one-result.json      # a one-line digest of one huddle-bench result
 """
 import json
@@ -101,7 +102,7 @@ def one(result):
     return "; ".join(parts)
 
 
-def tables(path):
+def tables(path, against="node-seed"):
     runs = {}
     order = []
     with open(path) as f:
@@ -116,7 +117,7 @@ def tables(path):
         by_server = runs[scenario]
         n = len(by_server["huddle"])
         print(f"\n#### {scenario} (median of {n})\n")
-        print("| figure | Huddle | node-seed | Huddle better by |")
+        print(f"| figure | Huddle | {against} | Huddle better by |")
         print("|---|---|---|---|")
         for label, how, better in figures_for(scenario):
             med = {}
@@ -136,5 +137,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
         text = sys.stdin.read().strip()
         print(one(json.loads(text)) if text else "no result")
+    elif sys.argv[2:3] == ["--against"]:
+        tables(sys.argv[1], sys.argv[3])
     else:
         tables(sys.argv[1])

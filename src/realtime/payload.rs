@@ -213,12 +213,12 @@ pub struct JoinRefused<'a> {
 #[serde(untagged)]
 pub enum Ack<T> {
     Ok {
-        ok: True,
+        ok: Flag<true>,
         #[serde(flatten)]
         data: T,
     },
     Err {
-        ok: False,
+        ok: Flag<false>,
         error: ErrorBody,
     },
 }
@@ -226,32 +226,22 @@ pub enum Ack<T> {
 impl<T> From<AppResult<T>> for Ack<T> {
     fn from(result: AppResult<T>) -> Self {
         match result {
-            Ok(data) => Ack::Ok { ok: True, data },
+            Ok(data) => Ack::Ok { ok: Flag, data },
             Err(err) => Ack::Err {
-                ok: False,
+                ok: Flag,
                 error: err.body(),
             },
         }
     }
 }
 
-/// `true`, as a type, so that `ok` can only be written one way per variant.
+/// `true` or `false` as a type, so that each variant of `Ack` writes `ok` one way only.
 #[derive(Clone, Copy, Debug)]
-pub struct True;
+pub struct Flag<const B: bool>;
 
-impl Serialize for True {
+impl<const B: bool> Serialize for Flag<B> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bool(true)
-    }
-}
-
-/// `false`, as a type.
-#[derive(Clone, Copy, Debug)]
-pub struct False;
-
-impl Serialize for False {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bool(false)
+        s.serialize_bool(B)
     }
 }
 

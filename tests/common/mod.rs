@@ -291,10 +291,12 @@ impl Api {
 }
 
 impl TestApp {
-    /// Stores `n` messages from `sender` in a room through the writer's batch statement, the
-    /// path every socket message takes.
+    /// Stores `n` messages from `sender` in a room ("message 1" to "message n"), bypassing the
+    /// socket layer but not the production write: one `insert_batch`, the statement the writer
+    /// commits socket messages with, so seeded rows get their seqs the way sent ones do.
     pub async fn seed_messages(&self, room: &Value, sender: &Session, n: usize) {
-        use huddle::store::messages::{insert_batch, NewMessage};
+        use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+
         let room_id: Uuid = room["id"].as_str().unwrap().parse().unwrap();
         let batch: Vec<NewMessage> = (1..=n)
             .map(|i| NewMessage {
@@ -305,7 +307,14 @@ impl TestApp {
                 client_id: None,
             })
             .collect();
-        insert_batch(&self.db, &batch).await.unwrap();
+        let outcomes = insert_batch(&self.db, &batch).await.unwrap();
+        assert_eq!(outcomes.len(), n);
+        for outcome in outcomes {
+            assert!(
+                matches!(outcome, BatchOutcome::Stored(Stored::New(_))),
+                "seeding stored nothing: {outcome:?}"
+            );
+        }
     }
 
     /// Makes a registered user an admin (as `huddle user create --admin` would).

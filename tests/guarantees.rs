@@ -6,29 +6,16 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{
-    sio::{SioClient, Transport},
+    sio::{both_transports, SioClient, Transport},
     spawn_app, spawn_app_with, spawn_with_state,
 };
 use futures::future::join_all;
 use huddle::app::AppState;
 use serde_json::{json, Value};
 
-macro_rules! both_transports {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn websocket() {
-                super::$name(super::Transport::WebSocket).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn polling() {
-                super::$name(super::Transport::Polling).await
-            }
-        }
-    )*};
-}
-
+// Two worker threads, so that the server's tasks and the clients' really run at once.
 both_transports!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     one_sockets_unawaited_sends_commit_in_send_order,
     every_socket_receives_a_rooms_messages_in_seq_order,
     a_repeated_client_id_is_stored_and_broadcast_once,

@@ -6,27 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    sio::{Auth, SioClient, Transport},
+    sio::{both_transports, Auth, SioClient, Transport},
     spawn_app, spawn_app_with, Session, TestApp,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// Runs a scenario once per transport, as `<name>::websocket` and `<name>::polling`.
-macro_rules! both_transports {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn websocket() {
-                super::$name(super::Transport::WebSocket).await
-            }
-            #[tokio::test]
-            async fn polling() {
-                super::$name(super::Transport::Polling).await
-            }
-        }
-    )*};
-}
 
 both_transports!(
     the_handshake_needs_a_live_token,

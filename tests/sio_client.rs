@@ -6,30 +6,20 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    sio::{Auth, SioClient, Transport},
+    sio::{both_transports, Auth, SioClient, Transport},
     spawn_app, TestApp,
 };
 use reqwest::Method;
 use serde_json::json;
 
-/// Runs a scenario once per transport: `name::websocket` and `name::polling`.
-macro_rules! both_transports {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn websocket() {
-                super::$name(Transport::WebSocket).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn polling() {
-                super::$name(Transport::Polling).await
-            }
-        }
-    )*};
-}
-
-both_transports!(handshake_auth, acks_events_and_order, disconnects);
+// Several worker threads, so that the client's own tasks (reader, writer, pongs) run on other
+// threads than the test that drives it.
+both_transports!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    handshake_auth,
+    acks_events_and_order,
+    disconnects,
+);
 
 async fn handshake_auth(t: Transport) {
     let app = spawn_app().await;

@@ -61,6 +61,32 @@ pub enum Auth<'a> {
     None,
 }
 
+/// Runs each named scenario (`async fn name(t: Transport)`) once per transport, as the tests
+/// `name::websocket` and `name::polling`. A leading attribute replaces `#[tokio::test]`, for
+/// scenarios that want another runtime, e.g.
+/// `both_transports!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] a, b);`
+// The allows: only the socket suites use it, but every test crate compiles this module.
+#[allow(unused_macros)]
+macro_rules! both_transports {
+    (#[$test:meta] $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[$test]
+            async fn websocket() {
+                super::$name($crate::common::sio::Transport::WebSocket).await
+            }
+            #[$test]
+            async fn polling() {
+                super::$name($crate::common::sio::Transport::Polling).await
+            }
+        }
+    )+};
+    ($($name:ident),+ $(,)?) => {
+        $crate::common::sio::both_transports!(#[tokio::test] $($name),+);
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_transports;
+
 impl TestApp {
     /// A socket authenticated with `auth: {token}`, panicking if the server refuses it.
     pub async fn socket(&self, token: &str, transport: Transport) -> SioClient {

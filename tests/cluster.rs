@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use common::{
     cluster::TestCluster,
-    sio::{SioClient, Transport},
-    Session,
+    sio::{ack_error, ack_ok, Transport},
 };
 use futures::future::join_all;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn redis_url() -> String {
     std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -22,13 +21,8 @@ async fn cluster(env: &[(&str, &str)]) -> TestCluster {
     TestCluster::start(3, &redis_url(), env).await
 }
 
-async fn on(c: &TestCluster, node: usize, who: &Session) -> SioClient {
-    SioClient::connect_token(&c.node(node).base, &who.access, Transport::WebSocket).await
-}
-
-fn ok(ack: &Value) {
-    assert_eq!(ack["ok"], true, "{ack}");
-}
+/// The transport of every socket here: what these tests check happens between the nodes.
+const WS: Transport = Transport::WebSocket;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_is_ready_with_redis() {
@@ -45,12 +39,9 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
     let ann = c.node(0).register("ann").await;
     let bob = c.node(1).register("bob").await;
     let cat = c.node(2).register("cat").await;
-    let a = on(&c, 0, &ann).await;
-    let b = on(&c, 1, &bob).await;
-    let k = on(&c, 2, &cat).await;
-    for s in [&a, &b, &k] {
-        ok(&s.call("joinRoom", json!("general")).await);
-    }
+    let a = c.node(0).in_room(&ann, "general", WS).await;
+    let b = c.node(1).in_room(&bob, "general", WS).await;
+    let k = c.node(2).in_room(&cat, "general", WS).await;
     let acks = join_all((0..100).map(|i| {
         a.call_later(
             "sendMessage",
@@ -58,7 +49,9 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
         )
     }))
     .await;
-    assert!(acks.iter().all(|a| a["ok"] == true));
+    for ack in &acks {
+        ack_ok(ack);
+    }
     for s in [&b, &k] {
         let mut seqs = Vec::new();
         while seqs.len() < 100 {
@@ -68,9 +61,10 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
         assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
     }
     // And back the other way.
-    ok(&k
-        .call("sendMessage", json!({"room": "general", "body": "from C"}))
-        .await);
+    ack_ok(
+        &k.call("sendMessage", json!({"room": "general", "body": "from C"}))
+            .await,
+    );
     assert_eq!(
         a.until("message", |m| m["kind"] == "user" && m["body"] == "from C")
             .await["seq"],
@@ -83,13 +77,9 @@ async fn presence_and_list_online_count_sockets_on_every_node() {
     let c = cluster(&[]).await;
     let ann = c.node(0).register("ann").await;
     let bob = c.node(0).register("bob").await;
-    let a = on(&c, 0, &ann).await;
-    ok(&a.call("joinRoom", json!("general")).await);
-    a.until("presence", |p| p["user"]["username"] == "ann")
-        .await;
+    let a = c.node(0).in_room(&ann, "general", WS).await;
 
-    let b1 = on(&c, 1, &bob).await;
-    ok(&b1.call("joinRoom", json!("general")).await);
+    let b1 = c.node(1).in_room(&bob, "general", WS).await;
     let joined = a.until("presence", |_| true).await;
     assert_eq!(
         (
@@ -99,8 +89,7 @@ async fn presence_and_list_online_count_sockets_on_every_node() {
         (Some("joined"), Some("bob"))
     );
     // Bob's second socket, on a third node: welcomed, but bob was already there.
-    let b2 = on(&c, 2, &bob).await;
-    ok(&b2.call("joinRoom", json!("general")).await);
+    let b2 = c.node(2).in_room(&bob, "general", WS).await;
     a.until("message", |m| {
         m["body"] == "Welcome bob to the general room!"
     })
@@ -139,11 +128,11 @@ async fn kicks_and_room_deletion_act_on_every_node() {
     let room = c.node(0).create_room(&owner, "crew", "private").await;
     let id = room["id"].as_str().unwrap().to_owned();
     c.node(0).grant(&owner, &room, &bob, "member").await.ok(200);
-    let o = on(&c, 0, &owner).await;
-    let b1 = on(&c, 1, &bob).await;
-    let b2 = on(&c, 2, &bob).await;
+    let o = c.node(0).socket(&owner.access, WS).await;
+    let b1 = c.node(1).socket(&bob.access, WS).await;
+    let b2 = c.node(2).socket(&bob.access, WS).await;
     for s in [&o, &b1, &b2] {
-        ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
+        ack_ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
     }
     o.until("presence", |p| p["user"]["username"] == "bob")
         .await;
@@ -160,9 +149,10 @@ async fn kicks_and_room_deletion_act_on_every_node() {
         assert_eq!(s.until("removed", |_| true).await["reason"], "kicked");
     }
     assert_eq!(o.until("presence", |_| true).await["status"], "left");
-    ok(&o
-        .call("sendMessage", json!({"room": id, "body": "members only"}))
-        .await);
+    ack_ok(
+        &o.call("sendMessage", json!({"room": id, "body": "members only"}))
+            .await,
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     for s in [&b1, &b2] {
         assert!(
@@ -170,16 +160,16 @@ async fn kicks_and_room_deletion_act_on_every_node() {
             "no user message after the kick"
         );
     }
-    assert_eq!(
-        b2.call("sendMessage", json!({"room": id, "body": "x"}))
-            .await["error"]["code"],
-        "forbidden"
+    ack_error(
+        &b2.call("sendMessage", json!({"room": id, "body": "x"}))
+            .await,
+        "forbidden",
     );
 
     // A public room deleted through node 2 empties on node 0 and 1.
     let town = c.node(2).create_room(&owner, "town", "public").await;
     for s in [&o, &b1] {
-        ok(&s.call("joinRoom", json!("town")).await);
+        ack_ok(&s.call("joinRoom", json!("town")).await);
     }
     c.node(2)
         .delete(
@@ -201,8 +191,8 @@ async fn logout_password_change_and_disabling_act_on_every_node() {
     let c = cluster(&[]).await;
     let ann = c.node(0).register("ann").await;
     // One session with sockets on two nodes.
-    let s1 = on(&c, 1, &ann).await;
-    let s2 = on(&c, 2, &ann).await;
+    let s1 = c.node(1).socket(&ann.access, WS).await;
+    let s2 = c.node(2).socket(&ann.access, WS).await;
     c.node(0)
         .request(Method::POST, "/api/auth/logout", Some(&ann.access), None)
         .await
@@ -213,8 +203,8 @@ async fn logout_password_change_and_disabling_act_on_every_node() {
     // A password change through node 2 drops the other sessions' sockets on node 1.
     let phone = c.node(0).login("ann", &ann.password).await;
     let laptop = c.node(0).login("ann", &ann.password).await;
-    let p = on(&c, 1, &phone).await;
-    let l = on(&c, 2, &laptop).await;
+    let p = c.node(1).socket(&phone.access, WS).await;
+    let l = c.node(2).socket(&laptop.access, WS).await;
     c.node(2)
         .post(
             "/api/me/password",
@@ -233,7 +223,7 @@ async fn logout_password_change_and_disabling_act_on_every_node() {
         .execute(&c.db)
         .await
         .unwrap();
-    let l2 = on(&c, 1, &laptop).await;
+    let l2 = c.node(1).socket(&laptop.access, WS).await;
     c.node(0)
         .post(
             &format!("/api/admin/users/{}/disable", ann.id),
@@ -251,13 +241,13 @@ async fn direct_messages_reach_every_socket_of_the_recipient() {
     let c = cluster(&[]).await;
     let ann = c.node(0).register("ann").await;
     let bob = c.node(0).register("bob").await;
-    let a = on(&c, 0, &ann).await;
-    let b1 = on(&c, 1, &bob).await;
-    let b2 = on(&c, 2, &bob).await;
+    let a = c.node(0).socket(&ann.access, WS).await;
+    let b1 = c.node(1).socket(&bob.access, WS).await;
+    let b2 = c.node(2).socket(&bob.access, WS).await;
     let ack = a
         .call("directMessage", json!({"to": "bob", "body": "psst"}))
         .await;
-    ok(&ack);
+    ack_ok(&ack);
     for s in [&b1, &b2, &a] {
         let m = s.until("message", |m| m["kind"] == "user").await;
         assert_eq!(
@@ -266,16 +256,18 @@ async fn direct_messages_reach_every_socket_of_the_recipient() {
         );
     }
     // Read positions reach the user's sockets on other nodes too.
-    ok(&b1.call("joinRoom", json!(ack["room"]["id"])).await);
-    ok(&b1
-        .call("markRead", json!({"room": ack["room"]["id"], "seq": 1}))
-        .await);
+    ack_ok(&b1.call("joinRoom", json!(ack["room"]["id"])).await);
+    ack_ok(
+        &b1.call("markRead", json!({"room": ack["room"]["id"], "seq": 1}))
+            .await,
+    );
     assert_eq!(b2.until("read", |_| true).await["seq"], 1);
     // Typing crosses nodes too.
-    ok(&a.call("joinRoom", json!(ack["room"]["id"])).await);
-    ok(&a
-        .call("typing", json!({"room": ack["room"]["id"], "typing": true}))
-        .await);
+    ack_ok(&a.call("joinRoom", json!(ack["room"]["id"])).await);
+    ack_ok(
+        &a.call("typing", json!({"room": ack["room"]["id"], "typing": true}))
+            .await,
+    );
     assert_eq!(
         b1.until("typing", |_| true).await["user"]["username"],
         "ann"
@@ -287,20 +279,18 @@ async fn the_message_rate_limit_counts_all_nodes_together() {
     let c = cluster(&[("MESSAGE_RATE", "1"), ("MESSAGE_BURST", "3")]).await;
     let ann = c.node(0).register("ann").await;
     let sockets = [
-        on(&c, 0, &ann).await,
-        on(&c, 1, &ann).await,
-        on(&c, 2, &ann).await,
+        c.node(0).in_room(&ann, "general", WS).await,
+        c.node(1).in_room(&ann, "general", WS).await,
+        c.node(2).in_room(&ann, "general", WS).await,
     ];
     for s in &sockets {
-        ok(&s.call("joinRoom", json!("general")).await);
-    }
-    for s in &sockets {
-        ok(&s
-            .call(
+        ack_ok(
+            &s.call(
                 "sendMessage",
                 json!({"room": "general", "body": "within the burst"}),
             )
-            .await);
+            .await,
+        );
     }
     let refused = sockets[0]
         .call(
@@ -308,10 +298,11 @@ async fn the_message_rate_limit_counts_all_nodes_together() {
             json!({"room": "general", "body": "one too many"}),
         )
         .await;
-    assert_eq!(refused["error"]["code"], "rate_limited", "{refused}");
-    assert!(refused["error"]["retry_after_ms"]
-        .as_u64()
-        .is_some_and(|ms| ms > 0));
+    let error = ack_error(&refused, "rate_limited");
+    assert!(
+        error["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{refused}"
+    );
     assert_eq!(c.count("messages").await, 3);
 }
 
@@ -319,8 +310,7 @@ async fn the_message_rate_limit_counts_all_nodes_together() {
 async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsewhere() {
     let mut c = cluster(&[]).await;
     let ann = c.node(0).register("ann").await;
-    let a = on(&c, 0, &ann).await;
-    ok(&a.call("joinRoom", json!("general")).await);
+    let a = c.node(0).in_room(&ann, "general", WS).await;
     let acks = join_all((1..=20).map(|i| {
         a.call_later(
             "sendMessage",
@@ -328,7 +318,9 @@ async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsew
         )
     }))
     .await;
-    assert!(acks.iter().all(|a| a["ok"] == true));
+    for ack in &acks {
+        ack_ok(ack);
+    }
     // SIGKILL: no shutdown, no flushing.
     c.nodes[0].kill();
     a.wait_disconnected().await;
@@ -339,10 +331,12 @@ async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsew
     );
 
     // The client reconnects to another node and resumes after the last seq it saw (say 15).
-    let again = on(&c, 1, &ann).await;
-    ok(&again
-        .call("joinRoom", json!({"room": "general", "since": 15}))
-        .await);
+    let again = c.node(1).socket(&ann.access, WS).await;
+    ack_ok(
+        &again
+            .call("joinRoom", json!({"room": "general", "since": 15}))
+            .await,
+    );
     let history = again.next("history").await;
     let seqs: Vec<i64> = history["messages"]
         .as_array()

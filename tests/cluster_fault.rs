@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     cluster::{OwnRedis, TestCluster},
-    sio::{SioClient, Transport},
+    sio::{ack_ok, Transport},
 };
 use serde_json::json;
 
@@ -17,15 +17,14 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
     let c = TestCluster::start(2, &redis.url(), &[]).await;
     let ann = c.node(0).register("ann").await;
     let bob = c.node(0).register("bob").await;
-    let a = SioClient::connect_token(&c.node(0).base, &ann.access, Transport::WebSocket).await;
-    let b = SioClient::connect_token(&c.node(1).base, &bob.access, Transport::Polling).await;
-    for s in [&a, &b] {
-        assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
-    }
-    assert_eq!(
-        a.call("sendMessage", json!({"room": "general", "body": "before"}))
-            .await["ok"],
-        true
+    let a = c
+        .node(0)
+        .in_room(&ann, "general", Transport::WebSocket)
+        .await;
+    let b = c.node(1).in_room(&bob, "general", Transport::Polling).await;
+    ack_ok(
+        &a.call("sendMessage", json!({"room": "general", "body": "before"}))
+            .await,
     );
     b.until("message", |m| m["body"] == "before").await;
 
@@ -45,8 +44,7 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
             json!({"room": "general", "body": "during the outage"}),
         )
         .await;
-    assert_eq!(during["ok"], true, "{during}");
-    let seq = during["message"]["seq"].as_i64().unwrap();
+    let seq = ack_ok(&during)["message"]["seq"].as_i64().unwrap();
     a.until("message", |m| m["body"] == "during the outage")
         .await;
     let stored: i64 =
@@ -83,10 +81,9 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
     let mut resumed = false;
     for i in 0..40 {
         let body = format!("after {i}");
-        assert_eq!(
-            a.call("sendMessage", json!({"room": "general", "body": body}))
-                .await["ok"],
-            true
+        ack_ok(
+            &a.call("sendMessage", json!({"room": "general", "body": body}))
+                .await,
         );
         if b.next_within("message", Duration::from_millis(500))
             .await

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{
-    sio::{both_transports, SioClient, Transport},
+    sio::{ack_ok, both_transports, SioClient, Transport},
     spawn_app, spawn_app_with, spawn_with_state,
 };
 use futures::future::join_all;
@@ -39,10 +39,8 @@ async fn one_sockets_unawaited_sends_commit_in_send_order(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = SioClient::connect_token(&app.base, &ann.access, t).await;
-    let b = SioClient::connect_token(&app.base, &bob.access, t).await;
-    assert_eq!(a.call("joinRoom", json!("general")).await["ok"], true);
-    assert_eq!(b.call("joinRoom", json!("general")).await["ok"], true);
+    let a = app.in_room(&ann, "general", t).await;
+    let b = app.in_room(&bob, "general", t).await;
 
     let acks = (0..300)
         .map(|i| {
@@ -54,7 +52,7 @@ async fn one_sockets_unawaited_sends_commit_in_send_order(t: Transport) {
         .collect::<Vec<_>>();
     let acks = join_all(acks).await;
     for (i, ack) in acks.iter().enumerate() {
-        assert_eq!(ack["ok"], true, "{ack}");
+        ack_ok(ack);
         assert_eq!(ack["message"]["body"], format!("m{i}"));
         assert_eq!(
             seq(&ack["message"]),
@@ -78,16 +76,12 @@ async fn every_socket_receives_a_rooms_messages_in_seq_order(t: Transport) {
     let mut senders = Vec::new();
     for name in ["sender1", "sender2", "sender3"] {
         let who = app.register(name).await;
-        let s = SioClient::connect_token(&app.base, &who.access, t).await;
-        assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
-        senders.push(s);
+        senders.push(app.in_room(&who, "general", t).await);
     }
     let mut receivers = Vec::new();
     for name in ["receiver1", "receiver2"] {
         let who = app.register(name).await;
-        let r = SioClient::connect_token(&app.base, &who.access, t).await;
-        assert_eq!(r.call("joinRoom", json!("general")).await["ok"], true);
-        receivers.push(r);
+        receivers.push(app.in_room(&who, "general", t).await);
     }
     let mut pending = Vec::new();
     for i in 0..100 {
@@ -98,8 +92,9 @@ async fn every_socket_receives_a_rooms_messages_in_seq_order(t: Transport) {
             ));
         }
     }
-    let acks = join_all(pending).await;
-    assert!(acks.iter().all(|a| a["ok"] == true));
+    for ack in join_all(pending).await {
+        ack_ok(&ack);
+    }
     for r in receivers.iter().chain(senders.iter()) {
         let mut seen = received_seqs(r);
         while seen.len() < 300 {
@@ -120,13 +115,10 @@ async fn a_repeated_client_id_is_stored_and_broadcast_once(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = SioClient::connect_token(&app.base, &ann.access, t).await;
-    let a2 = SioClient::connect_token(&app.base, &ann.access, t).await;
-    let b = SioClient::connect_token(&app.base, &bob.access, t).await;
-    for s in [&a, &a2, &b] {
-        assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
-    }
-    b.drain("message");
+    let a = app.in_room(&ann, "general", t).await;
+    let a2 = app.in_room(&ann, "general", t).await;
+    // Last, so that nothing of the others' joins comes its way.
+    let b = app.in_room(&bob, "general", t).await;
     let payload = json!({"room": "general", "body": "once", "client_id": "retry-me"});
     let mut pending: Vec<_> = (0..20)
         .map(|_| a.call_later("sendMessage", payload.clone()))
@@ -147,7 +139,7 @@ async fn a_repeated_client_id_is_stored_and_broadcast_once(t: Transport) {
 
     // Another user may use the same client_id: it is per sender.
     let other = b.call("sendMessage", payload).await;
-    assert_eq!(other["ok"], true);
+    ack_ok(&other);
     assert_ne!(
         other["message"]["id"].as_str().unwrap(),
         ids.first().unwrap()
@@ -160,8 +152,7 @@ async fn nothing_falls_between_history_and_live_delivery(t: Transport) {
     let app = spawn_app_with(&[("HISTORY_LIMIT", "1000")]).await;
     let ann = app.register("ann").await;
     let joiner = app.register("joiner").await;
-    let a = SioClient::connect_token(&app.base, &ann.access, t).await;
-    assert_eq!(a.call("joinRoom", json!("general")).await["ok"], true);
+    let a = app.in_room(&ann, "general", t).await;
     let total = 400;
     let pending: Vec<_> = (0..total)
         .map(|i| {
@@ -175,10 +166,11 @@ async fn nothing_falls_between_history_and_live_delivery(t: Transport) {
 
     // Join while the sends are being committed.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let j = SioClient::connect_token(&app.base, &joiner.access, t).await;
-    assert_eq!(j.call("joinRoom", json!("general")).await["ok"], true);
-    let acks = sending.await.unwrap();
-    assert!(acks.iter().all(|a| a["ok"] == true));
+    let j = app.socket(&joiner.access, t).await;
+    ack_ok(&j.call("joinRoom", json!("general")).await);
+    for ack in sending.await.unwrap() {
+        ack_ok(&ack);
+    }
 
     let history = j.next("history").await;
     let mut covered: BTreeSet<i64> = history["messages"]
@@ -221,8 +213,7 @@ async fn an_acked_message_survives_a_restart_and_since_resumes_after_it() {
     )
     .await;
     let ann = first.register("ann").await;
-    let a = SioClient::connect_token(&first.base, &ann.access, Transport::WebSocket).await;
-    assert_eq!(a.call("joinRoom", json!("general")).await["ok"], true);
+    let a = first.in_room(&ann, "general", Transport::WebSocket).await;
     for i in 1..=5 {
         let ack = a
             .call(
@@ -242,12 +233,11 @@ async fn an_acked_message_survives_a_restart_and_since_resumes_after_it() {
     )
     .await;
     // Tokens survive the restart (same JWT_SECRET); resume after seq 2 misses nothing.
-    let again = SioClient::connect_token(&second.base, &ann.access, Transport::Polling).await;
-    assert_eq!(
-        again
+    let again = second.socket(&ann.access, Transport::Polling).await;
+    ack_ok(
+        &again
             .call("joinRoom", json!({"room": "general", "since": 2}))
-            .await["ok"],
-        true
+            .await,
     );
     let history = again.next("history").await;
     let seqs: Vec<i64> = history["messages"]

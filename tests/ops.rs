@@ -136,21 +136,20 @@ async fn serve_creates_a_missing_database_and_migrates_it() {
 
 #[tokio::test]
 async fn metrics_count_sockets_messages_denials_and_requests() {
-    use common::sio::{SioClient, Transport};
+    use common::sio::{ack_error, ack_ok, Transport};
     use serde_json::json;
 
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let owner = app.register("owner").await;
     app.create_room(&owner, "secret", "private").await;
-    let s = SioClient::connect_token(&app.base, &ann.access, Transport::WebSocket).await;
-    assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
-    assert_eq!(
-        s.call("sendMessage", json!({"room": "general", "body": "hi"}))
-            .await["ok"],
-        true
+    let s = app.socket(&ann.access, Transport::WebSocket).await;
+    ack_ok(&s.call("joinRoom", json!("general")).await);
+    ack_ok(
+        &s.call("sendMessage", json!({"room": "general", "body": "hi"}))
+            .await,
     );
-    assert_eq!(s.call("joinRoom", json!("secret")).await["ok"], false);
+    ack_error(&s.call("joinRoom", json!("secret")).await, "forbidden");
     s.next("message").await;
 
     let res = app.client.get(app.url("/metrics")).send().await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    sio::{both_transports, Auth, SioClient, Transport},
+    sio::{ack_error, ack_ok, both_transports, Auth, SioClient, Transport},
     spawn_app, spawn_app_with, Session, TestApp,
 };
 use reqwest::Method;
@@ -37,26 +37,6 @@ both_transports!(
 
 const SHORT: Duration = Duration::from_millis(300);
 
-async fn connect(app: &TestApp, who: &Session, t: Transport) -> SioClient {
-    SioClient::connect_token(&app.base, &who.access, t).await
-}
-
-fn assert_ok(ack: &Value) {
-    assert_eq!(ack["ok"], true, "ack: {ack}");
-}
-
-#[track_caller]
-fn assert_error(ack: &Value, code: &str) {
-    assert_eq!(ack["ok"], false, "ack: {ack}");
-    assert_eq!(ack["error"]["code"], code, "ack: {ack}");
-    assert!(
-        ack["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "ack: {ack}"
-    );
-}
-
 async fn room_id(app: &TestApp, who: &Session, name: &str) -> String {
     let rooms = app.get("/api/rooms", Some(&who.access)).await;
     rooms.ok(200)["rooms"]
@@ -72,7 +52,7 @@ async fn the_handshake_needs_a_live_token(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
 
-    let s = connect(&app, &ann, t).await;
+    let s = app.socket(&ann.access, t).await;
     let session = s.next("session").await;
     assert_eq!(session["user"]["id"], ann.id.to_string());
     assert_eq!(session["user"]["username"], "ann");
@@ -105,9 +85,9 @@ async fn joining_general_welcomes_replays_history_and_announces_presence(t: Tran
     let general = json!({"id": room_id(&app, &ann, "general").await});
     app.seed_messages(&general, &ann, 5).await;
 
-    let a = connect(&app, &ann, t).await;
+    let a = app.socket(&ann.access, t).await;
     let ack = a.call("joinRoom", json!("general")).await;
-    assert_ok(&ack);
+    ack_ok(&ack);
     assert_eq!(ack["room"]["name"], "general");
     assert_eq!(ack["room"]["visibility"], "public");
     let history = a.next("history").await;
@@ -136,8 +116,8 @@ async fn joining_general_welcomes_replays_history_and_announces_presence(t: Tran
     );
 
     // The object form, and the others hear it.
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&b.call("joinRoom", json!({"room": "general"})).await);
+    let b = app.socket(&bob.access, t).await;
+    ack_ok(&b.call("joinRoom", json!({"room": "general"})).await);
     assert_eq!(
         a.next("message").await["body"],
         "Welcome bob to the general room!"
@@ -158,15 +138,12 @@ async fn a_second_socket_of_a_user_is_welcomed_without_presence(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let watcher = app.register("watcher").await;
-    let w = connect(&app, &watcher, t).await;
-    assert_ok(&w.call("joinRoom", json!("general")).await);
-    w.next("presence").await;
+    let w = app.in_room(&watcher, "general", t).await;
 
-    let first = connect(&app, &ann, t).await;
-    assert_ok(&first.call("joinRoom", json!("general")).await);
+    let first = app.in_room(&ann, "general", t).await;
     assert_eq!(w.next("presence").await["user"]["username"], "ann");
-    let second = connect(&app, &ann, t).await;
-    assert_ok(&second.call("joinRoom", json!("general")).await);
+    let second = app.socket(&ann.access, t).await;
+    ack_ok(&second.call("joinRoom", json!("general")).await);
     assert_eq!(
         second.next("message").await["body"],
         "Welcome ann to the general room!"
@@ -188,11 +165,8 @@ async fn rejoining_replays_history_and_says_nothing(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&b.call("joinRoom", json!("general")).await);
-    let a = connect(&app, &ann, t).await;
-    assert_ok(&a.call("joinRoom", json!("general")).await);
-    a.next("history").await;
+    let b = app.in_room(&bob, "general", t).await;
+    let a = app.in_room(&ann, "general", t).await;
     b.until("presence", |p| p["user"]["username"] == "ann")
         .await;
     b.until("message", |m| {
@@ -200,7 +174,7 @@ async fn rejoining_replays_history_and_says_nothing(t: Transport) {
     })
     .await;
 
-    assert_ok(&a.call("joinRoom", json!("general")).await);
+    ack_ok(&a.call("joinRoom", json!("general")).await);
     a.next("history").await;
     b.assert_silent("message", SHORT).await;
     b.assert_silent("presence", Duration::ZERO).await;
@@ -211,8 +185,8 @@ async fn joining_with_since_resumes_after_that_seq(t: Transport) {
     let ann = app.register("ann").await;
     let general = json!({"id": room_id(&app, &ann, "general").await});
     app.seed_messages(&general, &ann, 10).await;
-    let a = connect(&app, &ann, t).await;
-    assert_ok(
+    let a = app.socket(&ann.access, t).await;
+    ack_ok(
         &a.call("joinRoom", json!({"room": "general", "since": 3}))
             .await,
     );
@@ -229,7 +203,7 @@ async fn joining_with_since_resumes_after_that_seq(t: Transport) {
     let page = a
         .call("history", json!({"room": "general", "after": 7}))
         .await;
-    assert_ok(&page);
+    ack_ok(&page);
     let seqs: Vec<i64> = page["messages"]
         .as_array()
         .unwrap()
@@ -239,12 +213,12 @@ async fn joining_with_since_resumes_after_that_seq(t: Transport) {
     assert_eq!(seqs, [8, 9, 10]);
     assert_eq!(page["has_more"], false);
     // since past the end replays nothing; a bad since is invalid_input.
-    assert_ok(
+    ack_ok(
         &a.call("joinRoom", json!({"room": "general", "since": 99}))
             .await,
     );
     assert_eq!(a.next("history").await["messages"], json!([]));
-    assert_error(
+    ack_error(
         &a.call("joinRoom", json!({"room": "general", "since": -1}))
             .await,
         "invalid_input",
@@ -258,14 +232,14 @@ async fn a_refused_join_is_forbidden_audited_and_silent(t: Transport) {
     let room = app.create_room(&owner, "secret", "private").await;
     let id = room["id"].as_str().unwrap().to_owned();
 
-    let e = connect(&app, &eve, t).await;
+    let e = app.socket(&eve.access, t).await;
     for (event, payload, asked) in [
         ("joinPrivateRoom", json!({"roomId": id}), json!(id)),
         ("joinRoom", json!("secret"), json!("secret")),
         ("joinRoom", json!({"room": id}), json!(id)),
     ] {
         let ack = e.call(event, payload).await;
-        assert_error(&ack, "forbidden");
+        ack_error(&ack, "forbidden");
         let error = e.next("error").await;
         assert_eq!(
             error,
@@ -275,23 +249,23 @@ async fn a_refused_join_is_forbidden_audited_and_silent(t: Transport) {
     assert_eq!(app.audits("access_denied").await, 3);
 
     // Other events on the room are forbidden too, and nothing from it reaches eve.
-    assert_error(&e.call("history", json!({"room": id})).await, "forbidden");
-    assert_error(
+    ack_error(&e.call("history", json!({"room": id})).await, "forbidden");
+    ack_error(
         &e.call("listOnline", json!({"room": id})).await,
         "forbidden",
     );
-    assert_error(
+    ack_error(
         &e.call("sendMessage", json!({"room": id, "body": "hi"}))
             .await,
         "forbidden",
     );
-    let o = connect(&app, &owner, t).await;
-    assert_ok(&o.call("joinPrivateRoom", json!({"roomId": id})).await);
-    assert_ok(
+    let o = app.socket(&owner.access, t).await;
+    ack_ok(&o.call("joinPrivateRoom", json!({"roomId": id})).await);
+    ack_ok(
         &o.call("sendMessage", json!({"room": id, "body": "members only"}))
             .await,
     );
-    assert_ok(&o.call("typing", json!({"room": id, "typing": true})).await);
+    ack_ok(&o.call("typing", json!({"room": id, "typing": true})).await);
     for event in ["message", "history", "presence", "typing"] {
         e.assert_silent(
             event,
@@ -309,24 +283,24 @@ async fn a_refused_join_is_forbidden_audited_and_silent(t: Transport) {
 async fn an_unknown_room_is_not_found(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
-    let a = connect(&app, &ann, t).await;
+    let a = app.socket(&ann.access, t).await;
     let ack = a.call("joinRoom", json!("nowhere")).await;
-    assert_error(&ack, "not_found");
+    ack_error(&ack, "not_found");
     assert_eq!(
         a.next("error").await,
         json!({"code": "not_found", "message": "Room not found.", "room": "nowhere"})
     );
     let missing = uuid::Uuid::now_v7().to_string();
-    assert_error(
+    ack_error(
         &a.call("joinPrivateRoom", json!({"roomId": missing})).await,
         "not_found",
     );
     assert_eq!(a.next("error").await["room"], missing);
-    assert_error(
+    ack_error(
         &a.call("history", json!({"room": "nowhere"})).await,
         "not_found",
     );
-    assert_error(
+    ack_error(
         &a.call("listOnline", json!({"room": "nowhere"})).await,
         "not_found",
     );
@@ -339,13 +313,13 @@ async fn members_join_private_rooms_with_the_private_notice(t: Transport) {
     let room = app.create_room(&owner, "crew", "private").await;
     app.grant(&owner, &room, &bob, "member").await.ok(200);
     let id = room["id"].as_str().unwrap();
-    let o = connect(&app, &owner, t).await;
-    assert_ok(&o.call("joinPrivateRoom", json!({"roomId": id})).await);
-    let b = connect(&app, &bob, t).await;
+    let o = app.socket(&owner.access, t).await;
+    ack_ok(&o.call("joinPrivateRoom", json!({"roomId": id})).await);
+    let b = app.socket(&bob.access, t).await;
     let ack = b
         .call("joinPrivateRoom", json!({"roomId": id, "since": 0}))
         .await;
-    assert_ok(&ack);
+    ack_ok(&ack);
     assert_eq!(ack["room"]["id"], id);
     assert_eq!(b.next("history").await["room"]["name"], "crew");
     let notice = b.next("message").await;
@@ -360,7 +334,7 @@ async fn members_join_private_rooms_with_the_private_notice(t: Transport) {
         "bob has joined the private discussion."
     );
     // joinPrivateRoom on a public room follows joinRoom's rule.
-    assert_ok(
+    ack_ok(
         &b.call("joinPrivateRoom", json!({"roomId": "general"}))
             .await,
     );
@@ -370,30 +344,28 @@ async fn leaving_tells_the_room_and_stops_delivery(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = connect(&app, &ann, t).await;
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&a.call("joinRoom", json!("general")).await);
-    assert_ok(&b.call("joinRoom", json!("general")).await);
-    a.next("presence").await;
+    let a = app.in_room(&ann, "general", t).await;
+    let b = app.in_room(&bob, "general", t).await;
+    // Bob's arrival, so that the next presence is his leaving.
     a.next("presence").await;
 
-    assert_ok(&b.call("leaveRoom", json!("general")).await);
+    ack_ok(&b.call("leaveRoom", json!("general")).await);
     let left = a.next("presence").await;
     assert_eq!(
         (left["status"].as_str(), left["user"]["username"].as_str()),
         (Some("left"), Some("bob"))
     );
     b.drain("message");
-    assert_ok(
+    ack_ok(
         &a.call("sendMessage", json!({"room": "general", "body": "bye"}))
             .await,
     );
     b.assert_silent("message", SHORT).await;
-    assert_error(
+    ack_error(
         &b.call("leaveRoom", json!({"room": "general"})).await,
         "not_joined",
     );
-    assert_error(
+    ack_error(
         &b.call("sendMessage", json!({"room": "general", "body": "x"}))
             .await,
         "not_joined",
@@ -404,12 +376,8 @@ async fn send_message_persists_then_broadcasts_to_everyone_in_the_room(t: Transp
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = connect(&app, &ann, t).await;
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&a.call("joinRoom", json!("general")).await);
-    assert_ok(&b.call("joinRoom", json!("general")).await);
-    a.drain("message");
-    b.drain("message");
+    let a = app.in_room(&ann, "general", t).await;
+    let b = app.in_room(&bob, "general", t).await;
 
     let ack = a
         .call(
@@ -417,7 +385,7 @@ async fn send_message_persists_then_broadcasts_to_everyone_in_the_room(t: Transp
             json!({"room": "general", "body": "  hello  ", "client_id": "c-1"}),
         )
         .await;
-    assert_ok(&ack);
+    ack_ok(&ack);
     let message = ack["message"].clone();
     assert_eq!(message["body"], "hello", "stored trimmed");
     assert_eq!(message["seq"], 1);
@@ -456,8 +424,7 @@ async fn send_message_persists_then_broadcasts_to_everyone_in_the_room(t: Transp
 async fn send_message_refuses_bad_payloads_and_keeps_the_socket(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
-    let a = connect(&app, &ann, t).await;
-    assert_ok(&a.call("joinRoom", json!("general")).await);
+    let a = app.in_room(&ann, "general", t).await;
     for payload in [
         json!("general"),
         json!(42),
@@ -472,11 +439,11 @@ async fn send_message_refuses_bad_payloads_and_keeps_the_socket(t: Transport) {
         json!({"room": "general", "body": "x", "client_id": "c".repeat(65)}),
         json!({"room": "general", "body": "x", "client_id": 7}),
     ] {
-        assert_error(&a.call("sendMessage", payload).await, "invalid_input");
+        ack_error(&a.call("sendMessage", payload).await, "invalid_input");
     }
-    assert_error(&a.call_no_args("sendMessage").await, "invalid_input");
-    assert_error(&a.call_no_args("joinRoom").await, "invalid_input");
-    assert_error(&a.call("noSuchEvent", json!({})).await, "invalid_input");
+    ack_error(&a.call_no_args("sendMessage").await, "invalid_input");
+    ack_error(&a.call_no_args("joinRoom").await, "invalid_input");
+    ack_error(&a.call("noSuchEvent", json!({})).await, "invalid_input");
     assert_eq!(app.count("messages").await, 0);
     assert!(a.is_connected());
     let ack = a
@@ -485,7 +452,7 @@ async fn send_message_refuses_bad_payloads_and_keeps_the_socket(t: Transport) {
             json!({"room": "general", "body": "ü".repeat(4000)}),
         )
         .await;
-    assert_ok(&ack);
+    ack_ok(&ack);
     assert_eq!(ack["message"]["seq"], 1, "nothing used up a seq");
 }
 
@@ -494,12 +461,12 @@ async fn history_follows_the_rest_rules(t: Transport) {
     let ann = app.register("ann").await;
     let general = json!({"id": room_id(&app, &ann, "general").await});
     app.seed_messages(&general, &ann, 7).await;
-    let a = connect(&app, &ann, t).await;
+    let a = app.socket(&ann.access, t).await;
     // history needs only the right to join.
     let page = a
         .call("history", json!({"room": "general", "limit": 3}))
         .await;
-    assert_ok(&page);
+    ack_ok(&page);
     let seqs: Vec<i64> = page["messages"]
         .as_array()
         .unwrap()
@@ -523,7 +490,7 @@ async fn history_follows_the_rest_rules(t: Transport) {
         json!({"room": "general", "after": "x"}),
         json!({"before": 3}),
     ] {
-        assert_error(&a.call("history", bad).await, "invalid_input");
+        ack_error(&a.call("history", bad).await, "invalid_input");
     }
 }
 
@@ -534,16 +501,16 @@ async fn mark_read_moves_the_position_and_tells_the_users_other_sockets(t: Trans
     let room = app.create_room(&ann, "notes", "public").await;
     app.seed_messages(&room, &ann, 4).await;
     let id = room["id"].as_str().unwrap();
-    let phone = connect(&app, &ann, t).await;
-    let laptop = connect(&app, &ann, t).await;
-    assert_error(
+    let phone = app.socket(&ann.access, t).await;
+    let laptop = app.socket(&ann.access, t).await;
+    ack_error(
         &phone
             .call("markRead", json!({"room": "notes", "seq": 1}))
             .await,
         "not_joined",
     );
-    assert_ok(&phone.call("joinRoom", json!("notes")).await);
-    assert_ok(
+    ack_ok(&phone.call("joinRoom", json!("notes")).await);
+    ack_ok(
         &phone
             .call("markRead", json!({"room": "notes", "seq": 2}))
             .await,
@@ -552,19 +519,19 @@ async fn mark_read_moves_the_position_and_tells_the_users_other_sockets(t: Trans
     assert_eq!(read, json!({"room": {"id": id, "name": "notes"}, "seq": 2}));
     phone.assert_silent("read", SHORT).await;
     // Capped at last_seq; never backwards (and then nobody hears anything).
-    assert_ok(
+    ack_ok(
         &phone
             .call("markRead", json!({"room": "notes", "seq": 40}))
             .await,
     );
     assert_eq!(laptop.next("read").await["seq"], 4);
-    assert_ok(
+    ack_ok(
         &phone
             .call("markRead", json!({"room": "notes", "seq": 1}))
             .await,
     );
     laptop.assert_silent("read", SHORT).await;
-    assert_error(
+    ack_error(
         &phone
             .call("markRead", json!({"room": "notes", "seq": "3"}))
             .await,
@@ -596,9 +563,8 @@ async fn mark_read_moves_the_position_and_tells_the_users_other_sockets(t: Trans
     }
 
     // A public room's non-member may not mark it read.
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&b.call("joinRoom", json!("notes")).await);
-    assert_error(
+    let b = app.in_room(&bob, "notes", t).await;
+    ack_error(
         &b.call("markRead", json!({"room": "notes", "seq": 1})).await,
         "forbidden",
     );
@@ -608,16 +574,15 @@ async fn typing_reaches_the_others_only(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = connect(&app, &ann, t).await;
-    let b = connect(&app, &bob, t).await;
-    assert_error(
+    let a = app.socket(&ann.access, t).await;
+    ack_error(
         &a.call("typing", json!({"room": "general", "typing": true}))
             .await,
         "not_joined",
     );
-    assert_ok(&a.call("joinRoom", json!("general")).await);
-    assert_ok(&b.call("joinRoom", json!("general")).await);
-    assert_ok(
+    ack_ok(&a.call("joinRoom", json!("general")).await);
+    let b = app.in_room(&bob, "general", t).await;
+    ack_ok(
         &a.call("typing", json!({"room": "general", "typing": true}))
             .await,
     );
@@ -629,7 +594,7 @@ async fn typing_reaches_the_others_only(t: Transport) {
     assert_eq!(typing["typing"], true);
     assert_eq!(typing["room"]["name"], "general");
     a.assert_silent("typing", SHORT).await;
-    assert_error(
+    ack_error(
         &a.call("typing", json!({"room": "general", "typing": "yes"}))
             .await,
         "invalid_input",
@@ -640,16 +605,16 @@ async fn direct_messages_reach_every_socket_of_both_users(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = connect(&app, &ann, t).await;
-    let b1 = connect(&app, &bob, t).await;
-    let b2 = connect(&app, &bob, t).await;
+    let a = app.socket(&ann.access, t).await;
+    let b1 = app.socket(&bob.access, t).await;
+    let b2 = app.socket(&bob.access, t).await;
     let ack = a
         .call(
             "directMessage",
             json!({"to": "BOB", "body": "psst", "client_id": "d-1"}),
         )
         .await;
-    assert_ok(&ack);
+    ack_ok(&ack);
     let mut ids = [ann.id.to_string(), bob.id.to_string()];
     ids.sort();
     assert_eq!(ack["room"]["name"], format!("dm:{}-{}", ids[0], ids[1]));
@@ -681,22 +646,22 @@ async fn direct_messages_reach_every_socket_of_both_users(t: Transport) {
         .await;
     assert_eq!(rest.ok(200)["id"], ack["room"]["id"]);
 
-    assert_error(
+    ack_error(
         &a.call("directMessage", json!({"to": "ann", "body": "me"}))
             .await,
         "invalid_input",
     );
-    assert_error(
+    ack_error(
         &a.call("directMessage", json!({"to": "nobody", "body": "x"}))
             .await,
         "not_found",
     );
-    assert_error(
+    ack_error(
         &a.call("directMessage", json!({"to": "bob", "body": ""}))
             .await,
         "invalid_input",
     );
-    assert_error(
+    ack_error(
         &a.call("directMessage", json!({"body": "x"})).await,
         "invalid_input",
     );
@@ -706,16 +671,13 @@ async fn list_online_counts_distinct_users(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a1 = connect(&app, &ann, t).await;
-    let a2 = connect(&app, &ann, t).await;
-    let b = connect(&app, &bob, t).await;
-    for s in [&a1, &a2, &b] {
-        assert_ok(&s.call("joinRoom", json!("general")).await);
-    }
+    let a1 = app.in_room(&ann, "general", t).await;
+    let _a2 = app.in_room(&ann, "general", t).await;
+    let b = app.in_room(&bob, "general", t).await;
     let outsider = app.register("cat").await;
-    let c = connect(&app, &outsider, t).await;
+    let c = app.socket(&outsider.access, t).await;
     let ack = c.call("listOnline", json!({"room": "general"})).await;
-    assert_ok(&ack);
+    ack_ok(&ack);
     let names: Vec<&str> = ack["users"]
         .as_array()
         .unwrap()
@@ -728,7 +690,8 @@ async fn list_online_counts_distinct_users(t: Transport) {
         json!({"id": ann.id, "username": "ann", "display_name": "ann"})
     );
     b.disconnect().await;
-    a1.next("presence").await;
+    // The server has handled the disconnect once the room hears bob leave.
+    a1.until("presence", |p| p["status"] == "left").await;
     let ack = c.call("listOnline", json!("general")).await;
     assert_eq!(ack["users"].as_array().unwrap().len(), 1);
 }
@@ -737,31 +700,30 @@ async fn messages_and_typing_share_one_rate_limit(t: Transport) {
     let app = spawn_app_with(&[("MESSAGE_RATE", "1"), ("MESSAGE_BURST", "3")]).await;
     let ann = app.register("ann").await;
     let bob = app.register("bob").await;
-    let a = connect(&app, &ann, t).await;
-    assert_ok(&a.call("joinRoom", json!("general")).await);
-    assert_ok(
+    let a = app.in_room(&ann, "general", t).await;
+    ack_ok(
         &a.call("sendMessage", json!({"room": "general", "body": "1"}))
             .await,
     );
-    assert_ok(
+    ack_ok(
         &a.call("typing", json!({"room": "general", "typing": true}))
             .await,
     );
-    assert_ok(
+    ack_ok(
         &a.call("directMessage", json!({"to": "bob", "body": "2"}))
             .await,
     );
     let refused = a
         .call("sendMessage", json!({"room": "general", "body": "3"}))
         .await;
-    assert_error(&refused, "rate_limited");
+    ack_error(&refused, "rate_limited");
     assert!(
         refused["error"]["retry_after_ms"]
             .as_u64()
             .is_some_and(|ms| ms > 0 && ms <= 1000),
         "{refused}"
     );
-    assert_error(
+    ack_error(
         &a.call("typing", json!({"room": "general", "typing": false}))
             .await,
         "rate_limited",
@@ -772,9 +734,8 @@ async fn messages_and_typing_share_one_rate_limit(t: Transport) {
         "nothing stored over the limit"
     );
     // Per user: bob is unaffected.
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&b.call("joinRoom", json!("general")).await);
-    assert_ok(
+    let b = app.in_room(&bob, "general", t).await;
+    ack_ok(
         &b.call("sendMessage", json!({"room": "general", "body": "bob"}))
             .await,
     );
@@ -787,11 +748,11 @@ async fn a_kick_takes_the_users_sockets_out_at_once(t: Transport) {
     let room = app.create_room(&owner, "crew", "private").await;
     let id = room["id"].as_str().unwrap().to_owned();
     app.grant(&owner, &room, &bob, "member").await.ok(200);
-    let o = connect(&app, &owner, t).await;
-    let b1 = connect(&app, &bob, t).await;
-    let b2 = connect(&app, &bob, t).await;
+    let o = app.socket(&owner.access, t).await;
+    let b1 = app.socket(&bob.access, t).await;
+    let b2 = app.socket(&bob.access, t).await;
     for s in [&o, &b1, &b2] {
-        assert_ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
+        ack_ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
     }
     // Everything the joins said has arrived before the kick: the owner heard three notices
     // and bob's arrival, bob's first socket two notices, the second its own.
@@ -820,18 +781,18 @@ async fn a_kick_takes_the_users_sockets_out_at_once(t: Transport) {
         (left["status"].as_str(), left["user"]["username"].as_str()),
         (Some("left"), Some("bob"))
     );
-    assert_ok(
+    ack_ok(
         &o.call("sendMessage", json!({"room": id, "body": "after the kick"}))
             .await,
     );
     b1.assert_silent("message", SHORT).await;
     b2.assert_silent("message", Duration::ZERO).await;
-    assert_error(
+    ack_error(
         &b1.call("sendMessage", json!({"room": id, "body": "let me in"}))
             .await,
         "forbidden",
     );
-    assert_error(
+    ack_error(
         &b1.call("joinPrivateRoom", json!({"roomId": id})).await,
         "forbidden",
     );
@@ -839,8 +800,8 @@ async fn a_kick_takes_the_users_sockets_out_at_once(t: Transport) {
     // Leaving by oneself says `left`.
     let carl = app.register("carl").await;
     app.grant(&owner, &room, &carl, "member").await.ok(200);
-    let c = connect(&app, &carl, t).await;
-    assert_ok(&c.call("joinPrivateRoom", json!({"roomId": id})).await);
+    let c = app.socket(&carl.access, t).await;
+    ack_ok(&c.call("joinPrivateRoom", json!({"roomId": id})).await);
     app.delete(
         &format!("/api/rooms/{id}/members/{}", carl.id),
         Some(&carl.access),
@@ -856,8 +817,7 @@ async fn deleting_a_room_removes_its_sockets(t: Transport) {
     let bob = app.register("bob").await;
     let room = app.create_room(&owner, "doomed", "public").await;
     let id = room["id"].as_str().unwrap().to_owned();
-    let b = connect(&app, &bob, t).await;
-    assert_ok(&b.call("joinRoom", json!("doomed")).await);
+    let b = app.in_room(&bob, "doomed", t).await;
     app.delete(&format!("/api/rooms/{id}"), Some(&owner.access))
         .await
         .ok(204);
@@ -877,8 +837,8 @@ async fn logout_password_change_and_disabling_disconnect_sockets(t: Transport) {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let ann_phone = app.login("ann", &ann.password).await;
-    let a = connect(&app, &ann, t).await;
-    let p = connect(&app, &ann_phone, t).await;
+    let a = app.socket(&ann.access, t).await;
+    let p = app.socket(&ann_phone.access, t).await;
 
     // Logout: only that session's sockets.
     app.request(
@@ -894,7 +854,7 @@ async fn logout_password_change_and_disabling_disconnect_sockets(t: Transport) {
 
     // Password change: every other session's sockets, not the caller's.
     let tablet = app.login("ann", &ann.password).await;
-    let tb = connect(&app, &tablet, t).await;
+    let tb = app.socket(&tablet.access, t).await;
     app.post(
         "/api/me/password",
         Some(&ann.access),
@@ -919,7 +879,7 @@ async fn logout_password_change_and_disabling_disconnect_sockets(t: Transport) {
 
     // A reused refresh token disconnects its session's sockets.
     let bob = app.register("bob").await;
-    let b = connect(&app, &bob, t).await;
+    let b = app.socket(&bob.access, t).await;
     app.post(
         "/api/auth/refresh",
         None,

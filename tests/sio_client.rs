@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    sio::{both_transports, Auth, SioClient, Transport},
+    sio::{ack_error, ack_ok, both_transports, Auth, SioClient, Transport},
     spawn_app, TestApp,
 };
 use reqwest::Method;
@@ -58,8 +58,7 @@ async fn acks_events_and_order(t: Transport) {
     s.next("session").await;
 
     let joined = s.call("joinRoom", json!("general")).await;
-    assert_eq!(joined["ok"], true, "{joined}");
-    assert_eq!(joined["room"]["name"], "general");
+    assert_eq!(ack_ok(&joined)["room"]["name"], "general");
     // Taken out of order: `history` came first and waits in the buffer meanwhile.
     assert_eq!(s.next("message").await["kind"], "system");
     let history = s.drain("history");
@@ -75,7 +74,7 @@ async fn acks_events_and_order(t: Transport) {
         })
         .collect();
     for (i, ack) in futures::future::join_all(pending).await.iter().enumerate() {
-        assert_eq!(ack["ok"], true, "{ack}");
+        ack_ok(ack);
         assert_eq!(ack["message"]["body"], format!("m{i}"));
         assert_eq!(ack["message"]["seq"], i as u64 + 1);
     }
@@ -83,9 +82,7 @@ async fn acks_events_and_order(t: Transport) {
         assert_eq!(s.next("message").await["body"], format!("m{i}"));
     }
 
-    let refused = s.call_no_args("joinRoom").await;
-    assert_eq!(refused["ok"], false, "{refused}");
-    assert_eq!(refused["error"]["code"], "invalid_input");
+    ack_error(&s.call_no_args("joinRoom").await, "invalid_input");
     s.assert_silent("message", Duration::from_millis(300)).await;
     assert!(s
         .next_within("history", Duration::from_millis(100))
@@ -145,6 +142,6 @@ async fn survives_pings() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     for s in [&ws, &polling] {
         assert!(s.is_connected());
-        assert_eq!(s.call("joinRoom", json!("general")).await["ok"], true);
+        ack_ok(&s.call("joinRoom", json!("general")).await);
     }
 }

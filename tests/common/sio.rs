@@ -29,7 +29,7 @@ use tokio::{
 };
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
 
-use super::TestApp;
+use super::{Api, Session};
 
 /// How long `call`, `next`, `wait_disconnected` and the connection itself may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -87,10 +87,55 @@ macro_rules! both_transports {
 #[allow(unused_imports)]
 pub(crate) use both_transports;
 
-impl TestApp {
+/// Asserts a successful ack (`{ok: true, ...}`) and returns it, as `Reply::ok` does for REST.
+#[track_caller]
+pub fn ack_ok(ack: &Value) -> &Value {
+    assert_eq!(ack["ok"], true, "ack: {ack}");
+    ack
+}
+
+/// Asserts an error ack of the contract's shape (`{ok: false, error: {code, message}}`) and
+/// returns its `error` object, as `Reply::error` does for REST.
+#[track_caller]
+pub fn ack_error<'a>(ack: &'a Value, code: &str) -> &'a Value {
+    assert_eq!(ack["ok"], false, "ack: {ack}");
+    let error = &ack["error"];
+    assert_eq!(error["code"], code, "ack: {ack}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "ack: {ack}"
+    );
+    error
+}
+
+// On `Api`, so a `TestApp` and each node of a `TestCluster` have them.
+impl Api {
     /// A socket authenticated with `auth: {token}`, panicking if the server refuses it.
     pub async fn socket(&self, token: &str, transport: Transport) -> SioClient {
         SioClient::connect_token(&self.base, token, transport).await
+    }
+
+    /// The usual arrangement: a new socket of `who` that has joined `room` (a name or an id)
+    /// with `joinRoom`, and what its own join sent it taken out of its buffer, so that the next
+    /// events it takes are the ones the test causes. The ack, the one `history` and the welcome
+    /// notice are checked; `presence` is not, as only a user's first socket in a room has one.
+    /// All of these arrive before the ack (one connection keeps the server's order), so none is
+    /// left behind; what the room's other sockets hear of the join stays theirs to take.
+    pub async fn in_room(&self, who: &Session, room: &str, transport: Transport) -> SioClient {
+        let s = self.socket(&who.access, transport).await;
+        let ack = s.call("joinRoom", json!(room)).await;
+        let name = ack_ok(&ack)["room"]["name"].as_str().unwrap().to_owned();
+        let history = s.drain("history");
+        assert_eq!(history.len(), 1, "one history for the join: {history:?}");
+        assert_eq!(history[0]["room"]["name"], name.as_str());
+        let welcome = format!("Welcome {} to the {name} room!", who.username);
+        let notices = s.drain("message");
+        assert!(
+            notices.iter().any(|m| m["body"] == welcome.as_str()),
+            "no {welcome:?} among {notices:?}"
+        );
+        s.drain("presence");
+        s
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::{
     cluster::TestCluster,
+    seqs,
     sio::{ack_error, ack_ok, Transport},
 };
-use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
 
@@ -42,16 +42,7 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
     let a = c.node(0).in_room(&ann, "general", WS).await;
     let b = c.node(1).in_room(&bob, "general", WS).await;
     let k = c.node(2).in_room(&cat, "general", WS).await;
-    let acks = join_all((0..100).map(|i| {
-        a.call_later(
-            "sendMessage",
-            json!({"room": "general", "body": format!("m{i}")}),
-        )
-    }))
-    .await;
-    for ack in &acks {
-        ack_ok(ack);
-    }
+    a.send_burst("general", 0..100).await;
     for s in [&b, &k] {
         let mut seqs = Vec::new();
         while seqs.len() < 100 {
@@ -311,16 +302,7 @@ async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsew
     let mut c = cluster(&[]).await;
     let ann = c.node(0).register("ann").await;
     let a = c.node(0).in_room(&ann, "general", WS).await;
-    let acks = join_all((1..=20).map(|i| {
-        a.call_later(
-            "sendMessage",
-            json!({"room": "general", "body": format!("m{i}")}),
-        )
-    }))
-    .await;
-    for ack in &acks {
-        ack_ok(ack);
-    }
+    a.send_burst("general", 1..=20).await;
     // SIGKILL: no shutdown, no flushing.
     c.nodes[0].kill();
     a.wait_disconnected().await;
@@ -338,11 +320,5 @@ async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsew
             .await,
     );
     let history = again.next("history").await;
-    let seqs: Vec<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, [16, 17, 18, 19, 20]);
+    assert_eq!(seqs(&history), [16, 17, 18, 19, 20]);
 }

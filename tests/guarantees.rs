@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{
+    seqs,
     sio::{ack_ok, both_transports, SioClient, Transport},
     spawn_app, spawn_app_with, spawn_with_state,
 };
@@ -42,17 +43,8 @@ async fn one_sockets_unawaited_sends_commit_in_send_order(t: Transport) {
     let a = app.in_room(&ann, "general", t).await;
     let b = app.in_room(&bob, "general", t).await;
 
-    let acks = (0..300)
-        .map(|i| {
-            a.call_later(
-                "sendMessage",
-                json!({"room": "general", "body": format!("m{i}")}),
-            )
-        })
-        .collect::<Vec<_>>();
-    let acks = join_all(acks).await;
+    let acks = a.send_burst("general", 0..300).await;
     for (i, ack) in acks.iter().enumerate() {
-        ack_ok(ack);
         assert_eq!(ack["message"]["body"], format!("m{i}"));
         assert_eq!(
             seq(&ack["message"]),
@@ -154,31 +146,16 @@ async fn nothing_falls_between_history_and_live_delivery(t: Transport) {
     let joiner = app.register("joiner").await;
     let a = app.in_room(&ann, "general", t).await;
     let total = 400;
-    let pending: Vec<_> = (0..total)
-        .map(|i| {
-            a.call_later(
-                "sendMessage",
-                json!({"room": "general", "body": format!("m{i}")}),
-            )
-        })
-        .collect();
-    let sending = tokio::spawn(join_all(pending));
+    let sending = tokio::spawn(a.send_burst("general", 0..total));
 
     // Join while the sends are being committed.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let j = app.socket(&joiner.access, t).await;
     ack_ok(&j.call("joinRoom", json!("general")).await);
-    for ack in sending.await.unwrap() {
-        ack_ok(&ack);
-    }
+    sending.await.unwrap();
 
     let history = j.next("history").await;
-    let mut covered: BTreeSet<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(seq)
-        .collect();
+    let mut covered: BTreeSet<i64> = seqs(&history).into_iter().collect();
     let replayed = covered.len();
     let last_replayed = covered.iter().max().copied().unwrap_or(0);
     let mut live = received_seqs(&j);
@@ -240,13 +217,7 @@ async fn an_acked_message_survives_a_restart_and_since_resumes_after_it() {
             .await,
     );
     let history = again.next("history").await;
-    let seqs: Vec<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(seq)
-        .collect();
-    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(seqs(&history), [3, 4, 5]);
     let next = again
         .call("sendMessage", json!({"room": "general", "body": "m6"}))
         .await;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{spawn_app, Session, TestApp};
+use common::{seqs, spawn_app, Session, TestApp};
 use serde_json::{json, Value};
 
 async fn page(app: &TestApp, who: &Session, room: &Value, query: &str) -> Value {
@@ -11,15 +11,6 @@ async fn page(app: &TestApp, who: &Session, room: &Value, query: &str) -> Value 
         room["id"].as_str().unwrap()
     );
     app.get(&path, Some(&who.access)).await.ok(200).clone()
-}
-
-fn seqs(page: &Value) -> Vec<i64> {
-    page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect()
 }
 
 #[tokio::test]

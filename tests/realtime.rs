@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
+    seqs,
     sio::{ack_error, ack_ok, both_transports, Auth, SioClient, Transport},
     spawn_app, spawn_app_with, Session, TestApp,
 };
@@ -95,13 +96,11 @@ async fn joining_general_welcomes_replays_history_and_announces_presence(t: Tran
         history["room"],
         json!({"id": general["id"], "name": "general"})
     );
-    let seqs: Vec<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, [3, 4, 5], "the newest HISTORY_LIMIT, oldest first");
+    assert_eq!(
+        seqs(&history),
+        [3, 4, 5],
+        "the newest HISTORY_LIMIT, oldest first"
+    );
     assert_eq!(history["has_more"], true);
     let welcome = a.next("message").await;
     assert_eq!(welcome["kind"], "system");
@@ -191,26 +190,14 @@ async fn joining_with_since_resumes_after_that_seq(t: Transport) {
             .await,
     );
     let history = a.next("history").await;
-    let seqs: Vec<i64> = history["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, [4, 5, 6, 7]);
+    assert_eq!(seqs(&history), [4, 5, 6, 7]);
     assert_eq!(history["has_more"], true);
     // Paging on with history {after}.
     let page = a
         .call("history", json!({"room": "general", "after": 7}))
         .await;
     ack_ok(&page);
-    let seqs: Vec<i64> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, [8, 9, 10]);
+    assert_eq!(seqs(&page), [8, 9, 10]);
     assert_eq!(page["has_more"], false);
     // since past the end replays nothing; a bad since is invalid_input.
     ack_ok(
@@ -467,13 +454,7 @@ async fn history_follows_the_rest_rules(t: Transport) {
         .call("history", json!({"room": "general", "limit": 3}))
         .await;
     ack_ok(&page);
-    let seqs: Vec<i64> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, [5, 6, 7]);
+    assert_eq!(seqs(&page), [5, 6, 7]);
     assert_eq!(page["has_more"], true);
     let older = a
         .call(

@@ -343,6 +343,16 @@ impl TestApp {
     }
 }
 
+/// The seqs of a page's `messages`, in its order: a REST page, a `history` ack or event.
+pub fn seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {page}"))
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap_or_else(|| panic!("no seq in {m}")))
+        .collect()
+}
+
 fn session_of(body: &Value, username: &str, password: &str) -> Session {
     Session {
         id: body["user"]["id"].as_str().unwrap().parse().unwrap(),

@@ -443,6 +443,36 @@ impl SioClient {
         self.send_with_ack(event, json!([event, data]))
     }
 
+    /// Sends `sendMessage` to `room` with the body "m<i>" for each `i`, without waiting: they
+    /// are on the wire, in this order, when this returns. The future asserts that each was
+    /// acknowledged `ok` and resolves to the acks, in the same order.
+    pub fn send_burst<I>(
+        &self,
+        room: &str,
+        numbers: I,
+    ) -> impl Future<Output = Vec<Value>> + Send + 'static
+    where
+        I: IntoIterator,
+        I::Item: std::fmt::Display,
+    {
+        let pending: Vec<_> = numbers
+            .into_iter()
+            .map(|i| {
+                self.call_later(
+                    "sendMessage",
+                    json!({"room": room, "body": format!("m{i}")}),
+                )
+            })
+            .collect();
+        async move {
+            let acks = futures::future::join_all(pending).await;
+            for ack in &acks {
+                ack_ok(ack);
+            }
+            acks
+        }
+    }
+
     /// Emits an event with no arguments at all (`42<id>["name"]`), with an ack.
     pub async fn call_no_args(&self, event: &str) -> Value {
         self.send_with_ack(event, json!([event])).await

@@ -16,12 +16,12 @@ use serde_json::json;
 // threads than the test that drives it.
 both_transports!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    handshake_auth,
-    acks_events_and_order,
-    disconnects,
+    a_token_in_the_payload_or_a_header_connects_and_refusals_are_connect_errors,
+    acks_find_their_calls_events_wait_in_a_buffer_and_sends_keep_their_order,
+    client_and_server_disconnects_end_the_socket_on_both_sides,
 );
 
-async fn handshake_auth(t: Transport) {
+async fn a_token_in_the_payload_or_a_header_connects_and_refusals_are_connect_errors(t: Transport) {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
 
@@ -49,7 +49,7 @@ async fn handshake_auth(t: Transport) {
     assert_ne!(by_header.sid(), s.sid());
 }
 
-async fn acks_events_and_order(t: Transport) {
+async fn acks_find_their_calls_events_wait_in_a_buffer_and_sends_keep_their_order(t: Transport) {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
     let s = app.socket(&alice.access, t).await;
@@ -90,7 +90,7 @@ async fn acks_events_and_order(t: Transport) {
         .is_none());
 }
 
-async fn disconnects(t: Transport) {
+async fn client_and_server_disconnects_end_the_socket_on_both_sides(t: Transport) {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
 
@@ -134,7 +134,7 @@ async fn wait_sockets(app: &TestApp, n: u64) {
 /// A connection idle through two server pings (25 s apart) stays up: run with `--ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "takes a minute"]
-async fn survives_pings() {
+async fn an_idle_connection_survives_the_servers_pings() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
     let ws = app.socket(&alice.access, Transport::WebSocket).await;

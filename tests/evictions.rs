@@ -8,25 +8,10 @@ use std::time::Duration;
 
 use common::{
     cluster::TestCluster,
-    sio::{SioClient, Transport},
+    sio::{ack_error, ack_ok, both_transports, Transport},
     spawn_app, Session, TestApp,
 };
 use serde_json::{json, Value};
-
-macro_rules! both_transports {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn websocket() {
-                super::$name(super::Transport::WebSocket).await
-            }
-            #[tokio::test]
-            async fn polling() {
-                super::$name(super::Transport::Polling).await
-            }
-        }
-    )*};
-}
 
 both_transports!(
     every_socket_of_a_removed_user_hears_removed_joined_or_not,
@@ -34,15 +19,6 @@ both_transports!(
 );
 
 const SHORT: Duration = Duration::from_millis(300);
-
-fn ok(ack: &Value) {
-    assert_eq!(ack["ok"], true, "{ack}");
-}
-
-fn refused(ack: &Value, code: &str) {
-    assert_eq!(ack["ok"], false, "{ack}");
-    assert_eq!(ack["error"]["code"], code, "{ack}");
-}
 
 fn member_path(room: &Value, user: &Session) -> String {
     format!(
@@ -67,7 +43,7 @@ async fn every_socket_of_a_removed_user_hears_removed_joined_or_not(t: Transport
     let id = room["id"].as_str().unwrap();
     let in_room = app.socket(&bob.access, t).await;
     let elsewhere = app.socket(&bob.access, t).await;
-    ok(&in_room.call("joinPrivateRoom", json!({"roomId": id})).await);
+    ack_ok(&in_room.call("joinPrivateRoom", json!({"roomId": id})).await);
 
     app.delete(&member_path(&room, &bob), Some(&owner.access))
         .await
@@ -79,10 +55,11 @@ async fn every_socket_of_a_removed_user_hears_removed_joined_or_not(t: Transport
     in_room.assert_silent("removed", SHORT).await;
     elsewhere.assert_silent("removed", Duration::ZERO).await;
     let o = app.socket(&owner.access, t).await;
-    ok(&o.call("joinPrivateRoom", json!({"roomId": id})).await);
-    ok(&o
-        .call("sendMessage", json!({"room": id, "body": "after"}))
-        .await);
+    ack_ok(&o.call("joinPrivateRoom", json!({"roomId": id})).await);
+    ack_ok(
+        &o.call("sendMessage", json!({"room": id, "body": "after"}))
+            .await,
+    );
     assert!(in_room
         .drain("message")
         .iter()
@@ -94,7 +71,7 @@ async fn every_socket_of_a_removed_user_hears_removed_joined_or_not(t: Transport
     app.grant(&owner, &room, &carl, "member").await.ok(200);
     let phone = app.socket(&carl.access, t).await;
     let laptop = app.socket(&carl.access, t).await;
-    ok(&laptop.call("joinPrivateRoom", json!({"roomId": id})).await);
+    ack_ok(&laptop.call("joinPrivateRoom", json!({"roomId": id})).await);
     app.delete(&member_path(&room, &carl), Some(&carl.access))
         .await
         .ok(204);
@@ -119,7 +96,7 @@ async fn a_socket_kicked_from_a_private_room_or_that_left_it_is_forbidden_there(
     let b = app.socket(&bob.access, t).await;
     let c = app.socket(&carl.access, t).await;
     for s in [&b, &c] {
-        ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
+        ack_ok(&s.call("joinPrivateRoom", json!({"roomId": id})).await);
     }
     app.delete(&member_path(&room, &bob), Some(&owner.access))
         .await
@@ -134,29 +111,25 @@ async fn a_socket_kicked_from_a_private_room_or_that_left_it_is_forbidden_there(
         // By id and by name alike.
         for named in [json!(id), json!("crew")] {
             let send = json!({"room": named, "body": "still here?"});
-            refused(&s.call("sendMessage", send).await, "forbidden");
+            ack_error(&s.call("sendMessage", send).await, "forbidden");
             let typing = json!({"room": named, "typing": true});
-            refused(&s.call("typing", typing).await, "forbidden");
+            ack_error(&s.call("typing", typing).await, "forbidden");
             let read = json!({"room": named, "seq": 0});
-            refused(&s.call("markRead", read).await, "forbidden");
+            ack_error(&s.call("markRead", read).await, "forbidden");
         }
     }
     // Nothing was stored.
     assert_eq!(app.count("messages").await, 0);
 
     // A public room's socket that left it is `not_joined` there: it may join again.
-    ok(&b.call("joinRoom", json!("general")).await);
-    ok(&b.call("leaveRoom", json!("general")).await);
+    ack_ok(&b.call("joinRoom", json!("general")).await);
+    ack_ok(&b.call("leaveRoom", json!("general")).await);
     let send = json!({"room": "general", "body": "x"});
-    refused(&b.call("sendMessage", send).await, "not_joined");
+    ack_error(&b.call("sendMessage", send).await, "not_joined");
 }
 
 fn redis_url() -> String {
     std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-async fn on(c: &TestCluster, node: usize, who: &Session) -> SioClient {
-    SioClient::connect_token(&c.node(node).base, &who.access, Transport::WebSocket).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,9 +140,9 @@ async fn a_removed_users_sockets_on_every_node_hear_removed_joined_or_not() {
     let room = c.node(0).create_room(&owner, "crew", "private").await;
     let id = room["id"].as_str().unwrap();
     c.node(0).grant(&owner, &room, &bob, "member").await.ok(200);
-    let joined = on(&c, 1, &bob).await;
-    let not_joined = on(&c, 2, &bob).await;
-    ok(&joined.call("joinPrivateRoom", json!({"roomId": id})).await);
+    let joined = c.node(1).socket(&bob.access, Transport::WebSocket).await;
+    let not_joined = c.node(2).socket(&bob.access, Transport::WebSocket).await;
+    ack_ok(&joined.call("joinPrivateRoom", json!({"roomId": id})).await);
 
     c.node(0)
         .delete(&member_path(&room, &bob), Some(&owner.access))
@@ -182,6 +155,6 @@ async fn a_removed_users_sockets_on_every_node_hear_removed_joined_or_not() {
             json!({"room": {"id": id, "name": "crew"}, "reason": "kicked"})
         );
         let send = json!({"room": id, "body": "x"});
-        refused(&s.call("sendMessage", send).await, "forbidden");
+        ack_error(&s.call("sendMessage", send).await, "forbidden");
     }
 }

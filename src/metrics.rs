@@ -71,6 +71,7 @@ impl Histogram {
 pub struct Metrics {
     pub sockets_connected: Gauge,
     pub messages_persisted: Counter,
+    pub writer_statements: Counter,
     pub deliveries: Counter,
     pub join_denials: Counter,
     pub http_requests: Histogram,
@@ -97,6 +98,12 @@ impl Metrics {
             "counter",
             "Messages committed to Postgres by this node.",
             self.messages_persisted.get().to_string(),
+        );
+        metric(
+            "huddle_writer_statements_total",
+            "counter",
+            "Batch statements the message writer ran (messages persisted per statement is the group commit at work).",
+            self.writer_statements.get().to_string(),
         );
         metric(
             "huddle_deliveries_total",

@@ -111,7 +111,7 @@ async fn run(
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let pending = std::mem::take(&mut batch);
-        let outcomes = commit_batch(&db, &pending).await;
+        let outcomes = commit_batch(&db, &metrics, &pending).await;
         let mut committed = Vec::new();
         for (p, outcome) in pending.into_iter().zip(outcomes) {
             if let Ok(Stored::New(message)) = &outcome {
@@ -131,41 +131,79 @@ async fn run(
     }
 }
 
-/// Stores a batch; if the batch as a whole fails for another reason than Postgres being away,
-/// each message is stored on its own so one bad apple cannot sink the others.
-async fn commit_batch(db: &sqlx::PgPool, pending: &[Pending]) -> Vec<AppResult<Stored>> {
+/// Stores a batch: the whole of it in one statement when it can.
+async fn commit_batch(
+    db: &sqlx::PgPool,
+    metrics: &Metrics,
+    pending: &[Pending],
+) -> Vec<AppResult<Stored>> {
     let messages: Vec<NewMessage> = pending.iter().map(|p| p.message.clone()).collect();
-    match messages::insert_batch(db, &messages).await {
-        Ok(outcomes) => outcomes
-            .into_iter()
-            .map(|o| match o {
-                BatchOutcome::Stored(stored) => Ok(stored),
-                BatchOutcome::NoRoom => Err(room_gone()),
-            })
-            .collect(),
-        Err(err) if is_connection_error(&err) => {
-            tracing::warn!(error = %err, messages = pending.len(), "database unavailable; messages refused");
-            pending
+    commit(db, metrics, &messages).await
+}
+
+/// Stores messages in as few statements as it can. If a statement fails for another reason than
+/// Postgres being away (a row Postgres refuses, a concurrent copy of a `client_id` on another
+/// node), each half is stored on its own, and so on down to single messages: one bad row costs
+/// about 2·log2(n) statements and fails only itself, never the other senders' messages. The
+/// halves are committed in order, so each room's seqs still follow the submission order.
+fn commit<'a>(
+    db: &'a sqlx::PgPool,
+    metrics: &'a Metrics,
+    messages: &'a [NewMessage],
+) -> BoxFuture<'a, Vec<AppResult<Stored>>> {
+    Box::pin(async move {
+        metrics.writer_statements.inc();
+        let err = match messages::insert_batch(db, messages).await {
+            Ok(outcomes) => return outcomes.into_iter().map(answer).collect(),
+            Err(err) => err,
+        };
+        if is_connection_error(&err) {
+            tracing::warn!(error = %err, messages = messages.len(), "database unavailable; messages refused");
+            return messages
                 .iter()
                 .map(|_| Err(AppError::Unavailable("the database")))
-                .collect()
+                .collect();
         }
-        Err(err) => {
-            tracing::debug!(error = %err, "batch failed; storing its messages one by one");
-            let mut out = Vec::with_capacity(messages.len());
-            for m in &messages {
-                out.push(messages::insert(db, m).await.map_err(|e| {
-                    // No room row to take a seq from: it was deleted meanwhile.
-                    if matches!(e, sqlx::Error::RowNotFound) {
-                        room_gone()
-                    } else {
-                        AppError::from(e)
-                    }
-                }));
+        if let [one] = messages {
+            // A concurrent copy of its client_id won the race: the statement rolled back whole
+            // (no seq used up), and now finds that copy and answers with it.
+            if messages::is_duplicate_client_id(&err) {
+                metrics.writer_statements.inc();
+                if let Ok(outcomes) = messages::insert_batch(db, std::slice::from_ref(one)).await {
+                    return outcomes.into_iter().map(answer).collect();
+                }
             }
-            out
+            return vec![Err(refused_row(err))];
         }
+        tracing::debug!(error = %err, messages = messages.len(), "batch failed; storing its halves apart");
+        let (first, rest) = messages.split_at(messages.len() / 2);
+        let mut out = commit(db, metrics, first).await;
+        out.extend(commit(db, metrics, rest).await);
+        out
+    })
+}
+
+fn answer(outcome: BatchOutcome) -> AppResult<Stored> {
+    match outcome {
+        BatchOutcome::Stored(stored) => Ok(stored),
+        BatchOutcome::NoRoom => Err(room_gone()),
+        BatchOutcome::Refused => Err(AppError::Forbidden(
+            "You are not allowed to post in this room.".into(),
+        )),
     }
+}
+
+/// Why Postgres refused one message on its own: text it cannot store (a data exception, class
+/// 22) is the client's fault; anything else is a bug.
+fn refused_row(err: sqlx::Error) -> AppError {
+    let data_exception = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("22"));
+    if data_exception {
+        return AppError::invalid("the message contains text that cannot be stored");
+    }
+    AppError::from(err)
 }
 
 fn room_gone() -> AppError {

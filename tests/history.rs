@@ -33,11 +33,11 @@ async fn seqs_run_1_2_3_per_room_without_gaps() {
     assert_eq!(room.ok(200)["last_seq"], 5);
 }
 
-/// The writer's one-by-one fallback, run concurrently: distinct gap-free seqs, and every message
-/// keeps the id it was given (as on the batch path).
+/// Batch statements on many connections at once (as on several nodes): distinct gap-free seqs,
+/// and every message keeps the id it was given.
 #[tokio::test]
 async fn concurrent_senders_get_distinct_gap_free_seqs() {
-    use huddle::store::messages::{insert, NewMessage, Stored};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let room = app.create_room(&ann, "busy", "public").await;
@@ -53,9 +53,11 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
             client_id: None,
         };
         tasks.push(tokio::spawn(async move {
-            let stored = insert(&db, &message).await.unwrap();
-            let Stored::New(stored) = stored else {
-                panic!("not new: {stored:?}")
+            let outcome = insert_batch(&db, std::slice::from_ref(&message))
+                .await
+                .unwrap();
+            let [BatchOutcome::Stored(Stored::New(stored))] = &outcome[..] else {
+                panic!("not new: {outcome:?}")
             };
             assert_eq!(stored.id, message.id);
         }));
@@ -88,10 +90,10 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         body: body.into(),
         client_id: client_id.map(Into::into),
     };
-    let earlier = huddle::store::messages::insert(&app.db, &msg(&a, "first", Some("k1")))
+    let earlier = insert_batch(&app.db, &[msg(&a, "first", Some("k1"))])
         .await
         .unwrap();
-    let Stored::New(earlier) = earlier else {
+    let [BatchOutcome::Stored(Stored::New(earlier))] = &earlier[..] else {
         panic!("not new: {earlier:?}")
     };
     let delete = format!("/api/rooms/{}", id(&gone));
@@ -113,6 +115,7 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
             BatchOutcome::Stored(Stored::New(m)) => format!("new {} {}", m.body, m.seq),
             BatchOutcome::Stored(Stored::Duplicate(m)) => format!("dup {} {}", m.body, m.seq),
             BatchOutcome::NoRoom => "no room".into(),
+            BatchOutcome::Refused => "refused".into(),
         })
         .collect();
     assert_eq!(

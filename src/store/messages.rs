@@ -140,76 +140,11 @@ impl Stored {
     }
 }
 
-/// Stores one message in its own transaction (the writer's fallback when a batch fails as a
-/// whole). The room row's `last_seq` is incremented in the same statement, which holds the
-/// room's row lock until commit: seqs are gap-free and commit in order, across nodes too. The
-/// message keeps the id it was given, as on the batch path.
-pub async fn insert(db: &PgPool, m: &NewMessage) -> sqlx::Result<Stored> {
-    let (room_id, sender_id, client_id) = (m.room_id, m.sender_id, m.client_id.as_deref());
-    if let Some(client_id) = client_id {
-        if let Some(first) = by_client_id(db, room_id, sender_id, client_id).await? {
-            return Ok(Stored::Duplicate(first));
-        }
-    }
-    let inserted = sqlx::query_as!(
-        Row,
-        r#"with next as (
-               update rooms set last_seq = last_seq + 1 where id = $2 returning last_seq
-           ), inserted as (
-               insert into messages (id, room_id, seq, sender_id, body, client_id)
-               select $1, $2, next.last_seq, $3, $4, $5 from next
-               returning id, room_id, seq, body, client_id, created_at, edited_at, sender_id
-           )
-           select i.id, i.room_id, i.seq, i.body, i.client_id, i.created_at, i.edited_at,
-                  i.sender_id, u.username, u.display_name
-           from inserted i join users u on u.id = i.sender_id"#,
-        m.id,
-        room_id,
-        sender_id,
-        m.body,
-        client_id,
-    )
-    .fetch_one(db)
-    .await;
-    match (inserted, client_id) {
-        (Ok(row), _) => Ok(Stored::New(row.into())),
-        // A concurrent send with the same client_id won the race; the statement rolled back
-        // whole, so no seq was used up.
-        (Err(err), Some(client_id)) if is_duplicate_client_id(&err) => {
-            by_client_id(db, room_id, sender_id, client_id)
-                .await?
-                .map(Stored::Duplicate)
-                .ok_or(err)
-        }
-        (Err(err), _) => Err(err),
-    }
-}
-
-fn is_duplicate_client_id(err: &sqlx::Error) -> bool {
+/// Whether a statement failed on the unique `client_id` of another copy of a message.
+pub fn is_duplicate_client_id(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .and_then(|e| e.constraint())
         .is_some_and(|c| c == "messages_client_id_key")
-}
-
-async fn by_client_id(
-    db: impl PgExecutor<'_>,
-    room_id: Uuid,
-    sender_id: Uuid,
-    client_id: &str,
-) -> sqlx::Result<Option<Message>> {
-    let row = sqlx::query_as!(
-        Row,
-        r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
-                  u.id as sender_id, u.username, u.display_name
-           from messages m join users u on u.id = m.sender_id
-           where m.room_id = $1 and m.sender_id = $2 and m.client_id = $3"#,
-        room_id,
-        sender_id,
-        client_id,
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(Message::from))
 }
 
 /// A message to store as part of a batch.
@@ -223,24 +158,29 @@ pub struct NewMessage {
 }
 
 /// What became of each message of a batch, in the batch's order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum BatchOutcome {
     Stored(Stored),
     /// The room was deleted before the message could be stored.
     NoRoom,
+    /// The sender may not post there any more (removed from a private or direct room, or
+    /// disabled) by the time of the commit.
+    Refused,
 }
 
 /// Stores a batch in one statement, so one round trip and one commit (autocommit) per batch:
 /// - earlier copies of the batch's `client_id`s are looked up (they are answered, not stored);
+/// - the access rule is applied again, at commit: a sender who is disabled, or is no longer a
+///   member of a private or direct room, is refused (the socket's own view of what it joined
+///   may lag behind a kick that another node or a lost bus message did not tell it about);
 /// - the rooms of the new messages are locked in id order (concurrent writers on other nodes
 ///   cannot deadlock) and each room's `last_seq` moves up by its count of new messages;
 /// - the new messages are inserted with `insert ... select from unnest`, numbered after the
 ///   reserved block in batch order within each room.
 ///
-/// Repeats of a `client_id` within the batch must have been taken out by the caller (they are
-/// answered with the first copy). A unique violation (a concurrent copy of a `client_id` on
-/// another node) fails the whole statement, which uses up no seq; the caller then stores the
-/// messages one by one.
+/// Repeats of a `client_id` within the batch are answered with the first copy. A unique violation (a concurrent copy of a `client_id` on
+/// another node) fails the whole statement, which uses up no seq; the writer then stores the
+/// batch's halves apart (see `writer::commit`).
 pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec<BatchOutcome>> {
     use std::collections::HashMap;
 
@@ -272,8 +212,21 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                from input i
                join messages m on m.room_id = i.room_id and m.sender_id = i.sender_id
                               and m.client_id = i.client_id
+           ), refused as materialized (
+               select i.id as input_id
+               from input i
+               join rooms r on r.id = i.room_id
+               join users u on u.id = i.sender_id
+               where not exists (select from earlier e where e.input_id = i.id)
+                 and (u.disabled_at is not null
+                      or (r.visibility <> 'public'
+                          and not exists (select from room_members m
+                                          where m.room_id = i.room_id
+                                            and m.user_id = i.sender_id)))
            ), fresh as materialized (
-               select i.* from input i where not exists (select from earlier e where e.input_id = i.id)
+               select i.* from input i
+               where not exists (select from earlier e where e.input_id = i.id)
+                 and not exists (select from refused x where x.input_id = i.id)
            ), locked as materialized (
                select id from rooms where id = any($6) order by id for update
            ), reserved as (
@@ -297,11 +250,16 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                       sender_id
                from earlier
            )
-           select s.input_id as "input_id!", s.duplicate as "duplicate!", s.id as "id!",
-                  s.room_id as "room_id!", s.seq as "seq!", s.body as "body!", s.client_id,
-                  s.created_at as "created_at!", s.edited_at, u.id as sender_id, u.username,
-                  u.display_name
-           from stored s join users u on u.id = s.sender_id"#,
+           select s.input_id as "input_id!", false as "refused!", s.duplicate as "duplicate?",
+                  s.id as "id?", s.room_id as "room_id?", s.seq as "seq?", s.body as "body?",
+                  s.client_id, s.created_at as "created_at?", s.edited_at,
+                  u.id as "sender_id?", u.username as "username?",
+                  u.display_name as "display_name?"
+           from stored s join users u on u.id = s.sender_id
+           union all
+           select x.input_id, true, null, null, null, null, null, null, null, null, null, null,
+                  null
+           from refused x"#,
         &ids,
         &rooms,
         &senders,
@@ -312,41 +270,47 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
     .fetch_all(db)
     .await?;
 
-    let mut by_input: HashMap<Uuid, Stored> = HashMap::with_capacity(rows.len());
+    let mut by_input: HashMap<Uuid, BatchOutcome> = HashMap::with_capacity(rows.len());
     for r in rows {
-        let message = Message::from(Row {
-            id: r.id,
-            room_id: r.room_id,
-            seq: r.seq,
-            body: r.body,
-            client_id: r.client_id,
-            created_at: r.created_at,
-            edited_at: r.edited_at,
-            sender_id: r.sender_id,
-            username: r.username,
-            display_name: r.display_name,
-        });
-        let stored = if r.duplicate {
-            Stored::Duplicate(message)
-        } else {
-            Stored::New(message)
+        let row = (|| {
+            Some(Row {
+                id: r.id?,
+                room_id: r.room_id?,
+                seq: r.seq?,
+                body: r.body?,
+                client_id: r.client_id,
+                created_at: r.created_at?,
+                edited_at: r.edited_at,
+                sender_id: r.sender_id?,
+                username: r.username?,
+                display_name: r.display_name?,
+            })
+        })();
+        let outcome = match row {
+            _ if r.refused => BatchOutcome::Refused,
+            Some(row) if r.duplicate == Some(true) => {
+                BatchOutcome::Stored(Stored::Duplicate(row.into()))
+            }
+            Some(row) => BatchOutcome::Stored(Stored::New(row.into())),
+            // A stored row always has its columns (the query joins them from not-null
+            // columns); without them it counts as not stored.
+            None => continue,
         };
-        by_input.insert(r.input_id, stored);
+        by_input.insert(r.input_id, outcome);
     }
     Ok(batch
         .iter()
         .zip(same_as)
         .map(|(m, first)| match first {
-            // A repeat gets the first copy's message, as a duplicate.
+            // A repeat gets the first copy's outcome, as a duplicate if it was stored.
             Some(first) => match by_input.get(&batch[first].id) {
-                Some(Stored::New(m) | Stored::Duplicate(m)) => {
+                Some(BatchOutcome::Stored(Stored::New(m) | Stored::Duplicate(m))) => {
                     BatchOutcome::Stored(Stored::Duplicate(m.clone()))
                 }
+                Some(other) => other.clone(),
                 None => BatchOutcome::NoRoom,
             },
-            None => by_input
-                .get(&m.id)
-                .map_or(BatchOutcome::NoRoom, |s| BatchOutcome::Stored(s.clone())),
+            None => by_input.get(&m.id).cloned().unwrap_or(BatchOutcome::NoRoom),
         })
         .collect())
 }

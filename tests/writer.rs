@@ -1,0 +1,149 @@
+//! The message writer: the access rule applied again at commit, and a row Postgres refuses
+//! failing only itself, without pushing the rest of its batch into one commit per message.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{spawn_app, Session, TestApp};
+use huddle::{
+    error::AppError,
+    metrics::Metrics,
+    store::{
+        messages::{insert_batch, BatchOutcome, NewMessage, Stored},
+        rooms::RoomRef,
+    },
+    writer::Writer,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+fn room_ref(room: &Value) -> RoomRef {
+    RoomRef {
+        id: room["id"].as_str().unwrap().parse().unwrap(),
+        name: room["name"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn message(room: &RoomRef, sender: &Session, body: &str) -> NewMessage {
+    NewMessage {
+        id: Uuid::now_v7(),
+        room_id: room.id,
+        sender_id: sender.id,
+        body: body.to_owned(),
+        client_id: None,
+    }
+}
+
+async fn last_seq(app: &TestApp, room: &RoomRef) -> i64 {
+    sqlx::query_scalar("select last_seq from rooms where id = $1")
+        .bind(room.id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+/// A socket may still believe it is in a room after a kick it was not told about (a lost bus
+/// message): the batch statement itself refuses the message, and uses up no seq.
+#[tokio::test]
+async fn a_removed_member_or_a_disabled_user_cannot_post_whatever_their_socket_believes() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let bob = app.register("bob").await;
+    let carl = app.register("carl").await;
+    let crew = app.create_room(&owner, "crew", "private").await;
+    let square = app.create_room(&owner, "square", "public").await;
+    app.grant(&owner, &crew, &bob, "member").await.ok(200);
+    app.grant(&owner, &crew, &carl, "member").await.ok(200);
+    let (crew, square) = (room_ref(&crew), room_ref(&square));
+    app.delete(
+        &format!("/api/rooms/{}/members/{}", crew.id, bob.id),
+        Some(&owner.access),
+    )
+    .await
+    .ok(204);
+    sqlx::query("update users set disabled_at = now() where id = $1")
+        .bind(carl.id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let batch = [
+        message(&crew, &owner, "still the owner's room"),
+        message(&crew, &bob, "kicked, but my socket did not hear it"),
+        message(&square, &bob, "a public room needs no membership"),
+        message(&crew, &carl, "disabled"),
+        message(&square, &carl, "disabled here too"),
+        message(&crew, &owner, "and again"),
+    ];
+    let outcomes = insert_batch(&app.db, &batch).await.unwrap();
+    let summary: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            BatchOutcome::Stored(Stored::New(m)) => format!("{} {}", m.body, m.seq),
+            BatchOutcome::Stored(Stored::Duplicate(m)) => format!("dup {}", m.body),
+            BatchOutcome::NoRoom => "no room".into(),
+            BatchOutcome::Refused => "refused".into(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "still the owner's room 1",
+            "refused",
+            "a public room needs no membership 1",
+            "refused",
+            "refused",
+            "and again 2",
+        ]
+    );
+    // The refused messages took no seq: the rooms' counters stay gap-free.
+    assert_eq!(last_seq(&app, &crew).await, 2);
+    assert_eq!(last_seq(&app, &square).await, 1);
+}
+
+/// A NUL (which Postgres text refuses) in one message of a big batch: that message alone is
+/// refused as the client's fault, every other one is committed in order, and the writer finds
+/// it in a handful of statements rather than one per message.
+#[tokio::test]
+async fn a_row_postgres_refuses_fails_only_itself_in_a_few_statements() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let room = room_ref(&app.create_room(&ann, "busy", "public").await);
+    let metrics = Arc::new(Metrics::default());
+    let writer = Writer::start(
+        app.db.clone(),
+        metrics.clone(),
+        Arc::new(|_committed| Box::pin(async {})),
+    );
+    let mut receipts = Vec::new();
+    for i in 0..301 {
+        let body = if i == 150 {
+            "bad \u{0} byte".to_owned()
+        } else {
+            format!("m{i}")
+        };
+        let receipt = writer
+            .submit(message(&room, &ann, &body), room.clone(), Vec::new())
+            .await
+            .unwrap();
+        receipts.push(receipt);
+    }
+    let mut seqs = Vec::new();
+    for (i, receipt) in receipts.into_iter().enumerate() {
+        match receipt.outcome().await {
+            Ok(Stored::New(m)) => {
+                assert_eq!(m.body, format!("m{i}"));
+                seqs.push(m.seq);
+            }
+            Err(AppError::InvalidInput { .. }) if i == 150 => {}
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>(), "in order, gap-free");
+    let statements = metrics.writer_statements.get();
+    assert!(
+        statements <= 40,
+        "{statements} statements for 301 messages with one bad row"
+    );
+}

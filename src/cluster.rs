@@ -100,6 +100,13 @@ pub struct Cluster {
     subscribed: AtomicBool,
     /// True while publishing works; used to log an outage once rather than per message.
     publishing: AtomicBool,
+    /// Envelopes waiting for the publisher task (see `publish`).
+    outbox: mpsc::Sender<String>,
+    /// Envelopes not published because Redis was failing or the outbox was full.
+    unpublished: AtomicU64,
+    /// Woken each time the subscriber (re)connects: whatever was published meanwhile was not
+    /// heard, so the realtime layer re-checks its sockets (`realtime::revalidate`).
+    pub resubscribed: tokio::sync::Notify,
     /// When Redis last failed a command (ms since `started`; 0: never). While this is recent,
     /// Redis work is skipped rather than waited on: an outage must not slow this node down.
     last_failure_ms: AtomicU64,
@@ -110,6 +117,11 @@ pub struct Cluster {
 const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Redis commands give up after this, so an outage costs a request this much at most.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// Envelopes that may wait for the publisher; past this they are dropped (and counted) rather
+/// than held or waited for: the message path must never wait on Redis.
+const OUTBOX: usize = 16 * 1024;
+/// Most envelopes published in one round trip (a pipeline of PUBLISH commands).
+const PUBLISH_BATCH: usize = 256;
 
 impl Cluster {
     /// Connects lazily (a node starts even while Redis is away) and starts the subscriber.
@@ -122,6 +134,7 @@ impl Cluster {
             .set_max_delay(Duration::from_secs(1));
         let redis = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         let node = Uuid::new_v4();
+        let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let cluster = Arc::new(Cluster {
             node,
             bus: format!("{prefix}:bus"),
@@ -130,10 +143,14 @@ impl Cluster {
             waiting: DashMap::new(),
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(true),
+            outbox,
+            unpublished: AtomicU64::new(0),
+            resubscribed: tokio::sync::Notify::new(),
             last_failure_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
         });
         tokio::spawn(subscribe(client, Arc::downgrade(&cluster), local));
+        tokio::spawn(publisher(Arc::downgrade(&cluster), outgoing));
         tracing::info!(node.id = %node, prefix, "cluster mode: nodes meet over Redis");
         Ok(cluster)
     }
@@ -178,8 +195,12 @@ impl Cluster {
         up
     }
 
-    /// Tells the other nodes. A failure is logged (once per outage) and otherwise ignored: the
-    /// operation has been applied to this node's sockets already.
+    /// Tells the other nodes, without waiting for Redis: the envelope is queued for the
+    /// publisher task, which sends queued envelopes in order, many per round trip. While Redis
+    /// is failing, or the queue is full, the envelope is dropped and counted: the operation has
+    /// been applied to this node's sockets already, messages are in Postgres, and clients on
+    /// other nodes catch up with `since` (and sockets are re-checked, see `revalidate`). So an
+    /// unresponsive Redis can slow no commit and no acknowledgement.
     pub async fn publish(&self, op: Op) {
         let envelope = Envelope {
             from: self.node,
@@ -188,9 +209,19 @@ impl Cluster {
         let Ok(payload) = serde_json::to_string(&envelope) else {
             return;
         };
-        let mut redis = self.redis.clone();
-        match redis.publish::<_, _, i64>(&self.bus, payload).await {
-            Ok(_) => {
+        if !self.redis_usable() || self.outbox.try_send(payload).is_err() {
+            self.unpublished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Envelopes dropped because Redis was failing or too slow (see `publish`).
+    pub fn unpublished(&self) -> u64 {
+        self.unpublished.load(Ordering::Relaxed)
+    }
+
+    fn published(&self, result: &redis::RedisResult<()>) {
+        match result {
+            Ok(()) => {
                 self.redis_ok();
                 if !self.publishing.swap(true, Ordering::AcqRel) {
                     tracing::info!("Redis is back: publishing to the other nodes again");
@@ -258,6 +289,28 @@ impl Cluster {
     }
 }
 
+/// Sends queued envelopes to the bus in order, up to `PUBLISH_BATCH` per round trip, for as
+/// long as the cluster exists. A failed round trip loses its envelopes (see `publish`).
+async fn publisher(cluster: std::sync::Weak<Cluster>, mut outgoing: mpsc::Receiver<String>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while outgoing.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let Some(c) = cluster.upgrade() else { return };
+        if !c.redis_usable() {
+            c.unpublished
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for payload in batch.drain(..) {
+            pipe.publish(&c.bus, payload).ignore();
+        }
+        let mut redis = c.redis.clone();
+        let result = pipe.query_async::<()>(&mut redis).await;
+        c.published(&result);
+    }
+}
+
 /// Listens to the bus and this node's reply channel, reconnecting with backoff (100 ms doubling
 /// to 2 s) for as long as the cluster exists.
 async fn subscribe(
@@ -281,6 +334,7 @@ async fn subscribe(
                 backoff = Duration::from_millis(100);
                 if let Some(c) = cluster.upgrade() {
                     c.subscribed.store(true, Ordering::Release);
+                    c.resubscribed.notify_waiters();
                 }
                 tracing::info!("subscribed to the cluster bus");
                 let mut messages = pubsub.into_on_message();

@@ -104,3 +104,52 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
         .await;
     assert_eq!(missed["messages"][0]["body"], "during the outage");
 }
+
+/// A Redis that stops answering (frozen, not gone: nothing fails fast) must not slow the message
+/// path: sends are committed and acknowledged at the usual pace, because publishing to the other
+/// nodes never makes the writer wait; delivery to the other node resumes when Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_does_not_slow_sends() {
+    let redis = OwnRedis::start().await;
+    let c = TestCluster::start(2, &redis.url(), &[]).await;
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(0).register("bob").await;
+    let a = c
+        .node(0)
+        .in_room(&ann, "general", Transport::WebSocket)
+        .await;
+    let b = c
+        .node(1)
+        .in_room(&bob, "general", Transport::WebSocket)
+        .await;
+
+    redis.pause();
+    let started = Instant::now();
+    for i in 0..30 {
+        let send = json!({"room": "general", "body": format!("frozen {i}")});
+        ack_ok(&a.call("sendMessage", send).await);
+    }
+    let took = started.elapsed();
+    redis.resume();
+    // Each send used to wait for its publish to time out (half a second or more).
+    assert!(
+        took < Duration::from_secs(5),
+        "30 sends took {took:?} while Redis was frozen"
+    );
+    let stored: i64 =
+        sqlx::query_scalar("select count(*) from messages where body like 'frozen %'")
+            .fetch_one(&c.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, 30);
+
+    // Once Redis answers again (node 0 says it is ready), the other node hears new messages.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.node(0).get("/readyz", None).await.status != 200u16 {
+        assert!(Instant::now() < deadline, "node 0 never saw Redis again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let send = json!({"room": "general", "body": "after"});
+    ack_ok(&a.call("sendMessage", send).await);
+    b.until("message", |m| m["body"] == "after").await;
+}

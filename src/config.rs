@@ -59,6 +59,10 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// Largest number of Postgres connections this process opens.
     pub database_max_connections: u32,
+    /// How often each node re-checks its live sockets' sessions and rooms, and so the longest a
+    /// lost revocation signal can go unnoticed (`REVALIDATE_SECS`; zero turns re-checking off,
+    /// including the one after each bus reconnect).
+    pub revalidate_every: Duration,
 }
 
 /// One invalid setting, already phrased for the operator.
@@ -196,6 +200,9 @@ impl Config {
             log_format,
             password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", cores)?,
             database_max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 20)?,
+            revalidate_every: Duration::from_secs(
+                env.bounded("REVALIDATE_SECS", 30, 0, 3600)?.into(),
+            ),
         })
     }
 

@@ -13,6 +13,7 @@ mod events;
 mod handshake;
 mod inbound;
 pub mod payload;
+mod revalidate;
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -94,9 +95,15 @@ impl Realtime {
         })
     }
 
-    /// Registers the namespace: from here on sockets can connect.
+    /// Registers the namespace (from here on sockets can connect) and starts re-checking them.
     pub fn start(state: &AppState) {
         handshake::register(state);
+        revalidate::spawn(state);
+    }
+
+    /// False once shutdown has begun.
+    pub(crate) fn is_open(&self) -> bool {
+        self.local.open()
     }
 
     pub fn layer(&self) -> SocketIoLayer {
@@ -231,13 +238,21 @@ impl Realtime {
         self.disconnect(vec![user_channel(user)]).await;
     }
 
+    /// Disconnects the sockets in `channels` on this node only.
+    pub(crate) async fn disconnect_here(&self, channels: Vec<String>) {
+        self.local.disconnect(channels).await;
+    }
+
+    /// Every socket in `channel` on this node only gets `removed` and leaves `room`.
+    pub(crate) fn evict_here(&self, channel: String, room: &RoomRef, removal: Removal) {
+        if let Some(removed) = removed(room, removal) {
+            self.local.evict(&channel, room, &removed);
+        }
+    }
+
     /// Every socket in `channel`, on every node, gets `removed` and leaves `room`.
     async fn evict(&self, channel: String, room: &RoomRef, removal: Removal) {
-        let removed = Removed {
-            room,
-            reason: removal,
-        };
-        let Some(removed) = to_value("removed", &removed) else {
+        let Some(removed) = removed(room, removal) else {
             return;
         };
         self.local.evict(&channel, room, &removed);
@@ -286,6 +301,15 @@ impl Realtime {
             None => self.emit(channels, "read", &read).await,
         }
     }
+}
+
+/// The `removed` event, as JSON.
+fn removed(room: &RoomRef, removal: Removal) -> Option<Value> {
+    let removed = Removed {
+        room,
+        reason: removal,
+    };
+    to_value("removed", &removed)
 }
 
 /// An event's payload as JSON, once for this node and the others. Our own types always

@@ -168,3 +168,36 @@ pub async fn mark_read(
     .await?;
     Ok(row.map(|r| (r.stored, r.moved)))
 }
+
+/// A socket's room that its user may no longer enter.
+pub struct Lost {
+    pub room_id: Uuid,
+    pub user_id: Uuid,
+    /// False when the room itself is gone.
+    pub room_exists: bool,
+}
+
+/// Of these (room, user) pairs, the ones whose user may no longer enter the room: the room is
+/// gone, or it is private or direct and the user is not on its ACL. Used to re-check the rooms
+/// live sockets are in.
+pub async fn lost_among(
+    db: impl PgExecutor<'_>,
+    rooms: &[Uuid],
+    users: &[Uuid],
+) -> sqlx::Result<Vec<Lost>> {
+    sqlx::query_as!(
+        Lost,
+        r#"select t.room_id as "room_id!", t.user_id as "user_id!",
+                  (r.id is not null) as "room_exists!"
+           from unnest($1::uuid[], $2::uuid[]) as t(room_id, user_id)
+           left join rooms r on r.id = t.room_id
+           where r.id is null
+              or (r.visibility <> 'public'
+                  and not exists (select from room_members m
+                                  where m.room_id = t.room_id and m.user_id = t.user_id))"#,
+        rooms,
+        users,
+    )
+    .fetch_all(db)
+    .await
+}

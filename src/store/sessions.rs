@@ -157,3 +157,19 @@ pub async fn revoke_all_of_user(
     .fetch_all(db)
     .await
 }
+
+/// Of these sessions, the ones that are no longer live: revoked, or their user disabled (or
+/// gone). Used to re-check the sessions of live sockets, whose handshake was the last check.
+pub async fn dead_among(db: impl PgExecutor<'_>, sessions: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"select t.id as "id!"
+           from unnest($1::uuid[]) as t(id)
+           where not exists (
+               select from sessions s join users u on u.id = s.user_id
+               where s.id = t.id and s.revoked_at is null and u.disabled_at is null
+           )"#,
+        sessions,
+    )
+    .fetch_all(db)
+    .await
+}

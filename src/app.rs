@@ -176,6 +176,9 @@ fn cors(config: &Config) -> CorsLayer {
     }
 }
 
+/// The longest a graceful shutdown waits for queued messages to be committed.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -185,6 +188,7 @@ pub async fn serve(
     use axum::serve::ListenerExt;
 
     let realtime = state.realtime.clone();
+    let writer = state.writer.clone();
     let app = router(state);
     // Without TCP_NODELAY, Nagle's algorithm holds a small frame (an ack written right after a
     // broadcast) until the client's delayed ACK arrives: about 40 ms per ack on Linux.
@@ -199,6 +203,14 @@ pub async fn serve(
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
+        // Messages already queued are committed and acknowledged (later ones are answered
+        // `unavailable`) while their sockets are still there to hear it.
+        if !writer.drain(SHUTDOWN_DRAIN).await {
+            tracing::warn!("shutdown: the message queue was not empty after the drain period");
+        }
+        // The acknowledgements go out from tasks of their own once the writer has answered:
+        // give them a moment to reach the sockets' outgoing queues before the sockets close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         // Sockets (long-polling ones included) would otherwise hold the shutdown open.
         realtime.close().await;
     })

@@ -15,7 +15,13 @@
 //! to `Deliver` (`Realtime::deliver`: to the room's sockets on this node, then to the other
 //! nodes). Both follow the commit; which one reaches a client first is not fixed.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
@@ -53,9 +59,18 @@ struct Pending {
     reply: oneshot::Sender<AppResult<Stored>>,
 }
 
+/// What the writer's queue carries.
+enum Queued {
+    Message(Pending),
+    /// Answered once everything queued before it has been committed, answered and delivered.
+    Flush(oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Queued>,
+    /// Set by `drain`: messages submitted from then on are refused.
+    closing: Arc<AtomicBool>,
 }
 
 /// A submitted message's outcome, to be awaited (after the next message was submitted, if the
@@ -77,7 +92,10 @@ impl Writer {
     pub fn start(db: sqlx::PgPool, metrics: Arc<Metrics>, deliver: Deliver) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(db, metrics, deliver, rx));
-        Writer { queue }
+        Writer {
+            queue,
+            closing: Arc::default(),
+        }
     }
 
     /// Queues a message. Messages submitted one after the other (awaiting this call, not the
@@ -88,17 +106,42 @@ impl Writer {
         room: RoomRef,
         also_to: Vec<String>,
     ) -> AppResult<Receipt> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(AppError::Unavailable("this server (it is shutting down)"));
+        }
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(Pending {
+            .send(Queued::Message(Pending {
                 message,
                 room,
                 also_to,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("message writer stopped")))?;
         Ok(Receipt(rx))
+    }
+
+    /// For a graceful shutdown: refuses further messages (`unavailable`), then waits, at most
+    /// `within`, until every message queued before has been committed and answered. Returns
+    /// whether it got there in time.
+    pub async fn drain(&self, within: Duration) -> bool {
+        self.closing.store(true, Ordering::Release);
+        let drained = async {
+            loop {
+                let (done, flushed) = oneshot::channel();
+                if self.queue.send(Queued::Flush(done)).await.is_err() {
+                    return;
+                }
+                let _ = flushed.await;
+                // A submit that looked at `closing` just before it was set may have queued
+                // behind the marker: go round until the queue is empty.
+                if self.queue.capacity() == self.queue.max_capacity() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(within, drained).await.is_ok()
     }
 }
 
@@ -106,28 +149,53 @@ async fn run(
     db: sqlx::PgPool,
     metrics: Arc<Metrics>,
     deliver: Deliver,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Queued>,
 ) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let pending = std::mem::take(&mut batch);
-        let outcomes = commit_batch(&db, &metrics, &pending).await;
-        let mut committed = Vec::new();
-        for (p, outcome) in pending.into_iter().zip(outcomes) {
-            if let Ok(Stored::New(message)) = &outcome {
-                metrics.messages_persisted.inc();
-                committed.push(Committed {
-                    message: message.clone(),
-                    room: p.room,
-                    also_to: p.also_to,
-                });
-            }
-            // The sender may have gone; the message is stored all the same.
-            let _ = p.reply.send(outcome);
+        let mut flushes = Vec::new();
+        let pending: Vec<Pending> = batch
+            .drain(..)
+            .filter_map(|queued| match queued {
+                Queued::Message(p) => Some(p),
+                Queued::Flush(done) => {
+                    flushes.push(done);
+                    None
+                }
+            })
+            .collect();
+        if !pending.is_empty() {
+            commit_and_answer(&db, &metrics, &deliver, pending).await;
         }
-        if !committed.is_empty() {
-            deliver(committed).await;
+        for done in flushes {
+            let _ = done.send(());
         }
+    }
+}
+
+/// Commits a batch, answers each sender, and delivers the new messages.
+async fn commit_and_answer(
+    db: &sqlx::PgPool,
+    metrics: &Metrics,
+    deliver: &Deliver,
+    pending: Vec<Pending>,
+) {
+    let outcomes = commit_batch(db, metrics, &pending).await;
+    let mut committed = Vec::new();
+    for (p, outcome) in pending.into_iter().zip(outcomes) {
+        if let Ok(Stored::New(message)) = &outcome {
+            metrics.messages_persisted.inc();
+            committed.push(Committed {
+                message: message.clone(),
+                room: p.room,
+                also_to: p.also_to,
+            });
+        }
+        // The sender may have gone; the message is stored all the same.
+        let _ = p.reply.send(outcome);
+    }
+    if !committed.is_empty() {
+        deliver(committed).await;
     }
 }
 

@@ -48,6 +48,45 @@ impl Node {
 }
 
 impl Node {
+    /// Starts a node on a free port against `database_url` (and Redis, if given), with test
+    /// settings (rate limits off) and `env` on top. It may not be ready yet: see `wait_ready`.
+    pub fn spawn(database_url: &str, redis_url: Option<&str>, env: &[(&str, &str)]) -> Node {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", TEST_JWT_SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("AUTH_RATE", "0")
+            .env("MESSAGE_RATE", "0")
+            .env("DATABASE_MAX_CONNECTIONS", "5")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").map_or("warn".into(), |_| "info".to_owned()),
+            )
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null());
+        if let Some(redis_url) = redis_url {
+            cmd.env("REDIS_URL", redis_url);
+        }
+        if std::env::var_os("TEST_LOG").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start huddle");
+        Node {
+            api: Api::new(format!("http://127.0.0.1:{port}")),
+            port,
+            child: Some(child),
+        }
+    }
+}
+
+impl Node {
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -84,40 +123,10 @@ impl TestCluster {
         let db_name = format!("huddle_test_{}", Uuid::new_v4().simple());
         let database_url = format!("{}/{db_name}", postgres_server_url());
         let mut nodes = Vec::new();
-        for i in 0..n {
-            let port = free_port();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle"));
-            cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("DATABASE_URL", &database_url)
-                .env("REDIS_URL", redis_url)
-                .env("JWT_SECRET", TEST_JWT_SECRET)
-                .env("HOST", "127.0.0.1")
-                .env("PORT", port.to_string())
-                .env("AUTH_RATE", "0")
-                .env("MESSAGE_RATE", "0")
-                .env("DATABASE_MAX_CONNECTIONS", "5")
-                .env(
-                    "RUST_LOG",
-                    std::env::var("TEST_LOG").map_or("warn".into(), |_| "info".to_owned()),
-                )
-                .current_dir(std::env::temp_dir())
-                .stdin(Stdio::null());
-            if std::env::var_os("TEST_LOG").is_none() {
-                cmd.stdout(Stdio::null()).stderr(Stdio::null());
-            }
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let child = cmd.spawn().expect("start huddle");
-            let node = Node {
-                api: Api::new(format!("http://127.0.0.1:{port}")),
-                port,
-                child: Some(child),
-            };
+        for _ in 0..n {
+            let node = Node::spawn(&database_url, Some(redis_url), env);
             // The first node creates and migrates the database; the others wait for it.
             wait_ready(&node).await;
-            let _ = i;
             nodes.push(node);
         }
         let db = PgPool::connect(&database_url).await.unwrap();

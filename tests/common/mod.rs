@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 pub mod cluster;
+pub mod postgres;
 pub mod sio;
 
 /// The JWT secret every test server uses, so tests can forge tokens.

@@ -249,6 +249,7 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
         require(state, caller, &access, owner, "delete_room").await?;
         access
     };
+    purge_messages(state, &access.room).await?;
     let mut tx = state.db.begin().await?;
     if !store::rooms::delete(&mut *tx, room_id).await? {
         return Err(AppError::not_found());
@@ -267,6 +268,32 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
         .realtime
         .remove_all(&RoomRef::from(&access.room), Removal::RoomDeleted)
         .await;
+    Ok(())
+}
+
+/// Deletes a room's messages a chunk at a time before the room itself goes. In one transaction
+/// the cascade would hold the room's row lock for as long as it takes to delete them all, and
+/// the message writer, which locks the rooms of each batch, would wait that long for every
+/// room on every node. Messages sent meanwhile go with the room row's final cascade.
+async fn purge_messages(state: &AppState, room: &Room) -> AppResult<()> {
+    const CHUNK: i64 = 5_000;
+    let mut purged: u64 = 0;
+    let started = std::time::Instant::now();
+    let mut reported = started;
+    loop {
+        let done = store::messages::purge_some(&state.db, room.id, CHUNK).await?;
+        purged += done;
+        if done < CHUNK as u64 {
+            break;
+        }
+        if reported.elapsed() >= std::time::Duration::from_secs(5) {
+            reported = std::time::Instant::now();
+            tracing::info!(room.id = %room.id, purged, "deleting a room's messages");
+        }
+    }
+    if purged >= CHUNK as u64 {
+        tracing::info!(room.id = %room.id, purged, took_ms = started.elapsed().as_millis() as u64, "a room's messages are deleted");
+    }
     Ok(())
 }
 

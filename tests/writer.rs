@@ -147,3 +147,76 @@ async fn a_row_postgres_refuses_fails_only_itself_in_a_few_statements() {
         "{statements} statements for 301 messages with one bad row"
     );
 }
+
+/// Deleting a room must not hold the room's row lock (which every batch of the writer takes for
+/// its rooms) while its messages go: here one of its messages is held locked by another
+/// transaction, so the deletion waits, and meanwhile sends to that very room and to another one
+/// are committed and acknowledged as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_room_does_not_hold_up_the_writer() {
+    use common::sio::{ack_ok, Transport};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let big = app.create_room(&ann, "big", "public").await;
+    app.seed_messages(&big, &ann, 20).await;
+    let big_id = big["id"].as_str().unwrap().to_owned();
+    let s = app.in_room(&ann, "big", Transport::WebSocket).await;
+    let g = app.in_room(&ann, "general", Transport::WebSocket).await;
+
+    // Another transaction holds one of the room's messages.
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("select id from messages where room_id = $1 and seq = 20 for update")
+        .bind(Uuid::parse_str(&big_id).unwrap())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let deleting = {
+        let api = app.api.clone();
+        let access = ann.access.clone();
+        let path = format!("/api/rooms/{big_id}");
+        tokio::spawn(async move { api.delete(&path, Some(&access)).await.status })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !deleting.is_finished(),
+        "the deletion waits for the held message"
+    );
+
+    let started = Instant::now();
+    for i in 0..5 {
+        ack_ok(
+            &s.call(
+                "sendMessage",
+                json!({"room": "big", "body": format!("b{i}")}),
+            )
+            .await,
+        );
+        ack_ok(
+            &g.call(
+                "sendMessage",
+                json!({"room": "general", "body": format!("g{i}")}),
+            )
+            .await,
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "10 sends took {took:?} during the deletion"
+    );
+
+    holder.commit().await.unwrap();
+    assert_eq!(deleting.await.unwrap(), 204u16);
+    let left: i64 = sqlx::query_scalar("select count(*) from messages where room_id = $1")
+        .bind(Uuid::parse_str(&big_id).unwrap())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "the room's messages, those sent meanwhile included, are gone"
+    );
+}

@@ -315,6 +315,21 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
         .collect())
 }
 
+/// Deletes up to `limit` of a room's oldest messages, in a statement of its own; returns how
+/// many went. Deleting a big room's messages this way, before the room row, keeps the room's row
+/// lock (which the writer's batches take) to a short final transaction.
+pub async fn purge_some(db: impl PgExecutor<'_>, room_id: Uuid, limit: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        r#"delete from messages
+           where id in (select id from messages where room_id = $1 order by seq limit $2)"#,
+        room_id,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// For each message of a batch, the index of an earlier message of the batch with the same
 /// room, sender and `client_id` (a resend within the batch), or `None` for a first copy.
 fn repeats_in_batch(batch: &[NewMessage]) -> Vec<Option<usize>> {

@@ -161,6 +161,7 @@ pub struct Session {
 }
 
 /// REST calls to one server, with typed helpers.
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub client: reqwest::Client,

@@ -391,6 +391,11 @@ impl SioClient {
         }
     }
 
+    /// Sends any Engine.IO packet text as it is (for fuzzing): false once the socket is gone.
+    pub fn send_raw(&self, engine_packet: String) -> bool {
+        self.out.send(Out::Engine(engine_packet)).is_ok()
+    }
+
     fn send_socketio(&self, packet: String) -> bool {
         self.out.send(Out::Engine(format!("4{packet}"))).is_ok()
     }

@@ -61,6 +61,10 @@ async fn a_graceful_stop_answers_every_message_in_flight() {
             refused += 1;
         }
     }
+    eprintln!(
+        "SIGTERM with 1000 sends in flight: {} acknowledged, {refused} refused",
+        acked.len()
+    );
     assert_eq!(acked.len() + refused, 1000);
     let stored: Vec<String> = sqlx::query_scalar("select client_id from messages")
         .fetch_all(&c.db)
@@ -109,6 +113,10 @@ async fn postgres_going_away_and_back_loses_nothing_and_stores_nothing_twice() {
     for (i, ack) in (200..300).zip(join_all(during).await) {
         record(i, ack);
     }
+    eprintln!(
+        "Postgres stopped: {} of 100 sends refused as unavailable",
+        refused.len()
+    );
     assert!(
         refused.len() >= 90,
         "sends are refused while Postgres is away ({} refused)",

@@ -219,9 +219,19 @@ impl Realtime {
         users
     }
 
+    /// Disconnects the sockets in `channels`, on every node. Called after a commit, from
+    /// requests whose client may hang up: it runs on a task of its own, so that it cannot be
+    /// cancelled half-way.
     async fn disconnect(&self, channels: Vec<String>) {
-        self.local.disconnect(channels.clone()).await;
-        self.tell_others(Op::Disconnect { channels }).await;
+        let this = self.clone();
+        uncancellable(async move {
+            this.tell_others(Op::Disconnect {
+                channels: channels.clone(),
+            })
+            .await;
+            this.local.disconnect(channels).await;
+        })
+        .await;
     }
 
     /// Disconnects the sockets of these sessions (logout, password change, stolen token).
@@ -267,23 +277,32 @@ impl Realtime {
     /// A removed member: every socket of the user, joined to the room or not (so every device
     /// can drop the room from its list), gets `removed`; those in the room leave it, and the
     /// room hears that the user left if it was there.
+    /// (Like `disconnect`, on a task of its own, so that a caller's cancellation cannot skip it.)
     pub async fn remove_member(&self, room: &RoomRef, user: &UserRef, removal: Removal) {
-        let was_there = self.sockets_in_room(room.id, user.id).await > 0;
-        self.evict(user_channel(user.id), room, removal).await;
-        if was_there {
-            let presence = Presence {
-                room,
-                user,
-                status: PresenceStatus::Left,
-            };
-            self.emit(vec![room_channel(room.id)], "presence", &presence)
-                .await;
-        }
+        let (this, room, user) = (self.clone(), room.clone(), user.clone());
+        uncancellable(async move {
+            let was_there = this.sockets_in_room(room.id, user.id).await > 0;
+            this.evict(user_channel(user.id), &room, removal).await;
+            if was_there {
+                let presence = Presence {
+                    room: &room,
+                    user: &user,
+                    status: PresenceStatus::Left,
+                };
+                this.emit(vec![room_channel(room.id)], "presence", &presence)
+                    .await;
+            }
+        })
+        .await;
     }
 
     /// Every socket in a room gets `removed` and leaves it (the room was deleted).
     pub async fn remove_all(&self, room: &RoomRef, removal: Removal) {
-        self.evict(room_channel(room.id), room, removal).await;
+        let (this, room) = (self.clone(), room.clone());
+        uncancellable(async move {
+            this.evict(room_channel(room.id), &room, removal).await;
+        })
+        .await;
     }
 
     /// Tells a user's sockets (but `except`, when given) where they have read up to in a room.
@@ -300,6 +319,15 @@ impl Realtime {
             Some(socket) => self.emit_except(socket, channels, "read", &read).await,
             None => self.emit(channels, "read", &read).await,
         }
+    }
+}
+
+/// Runs an effect that follows a commit on a task of its own and waits for it: the caller (an
+/// HTTP handler whose client may hang up, which drops its future) can be cancelled, the effect
+/// cannot.
+async fn uncancellable(effect: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Err(err) = tokio::spawn(effect).await {
+        tracing::error!(error = %err, "an effect on live sockets failed");
     }
 }
 

@@ -16,6 +16,7 @@
 //! nodes). Both follow the commit; which one reaches a client first is not fixed.
 
 use std::{
+    panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -23,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use futures::future::BoxFuture;
+use futures::{future::BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -165,7 +166,12 @@ async fn run(
             })
             .collect();
         if !pending.is_empty() {
-            commit_and_answer(&db, &metrics, &deliver, pending).await;
+            // A bug that panics in one batch must not stop the writer for good: that batch's
+            // senders get `internal` (their replies are dropped) and the next batch goes on.
+            let batch = AssertUnwindSafe(commit_and_answer(&db, &metrics, &deliver, pending));
+            if batch.catch_unwind().await.is_err() {
+                tracing::error!("the message writer panicked on a batch; going on with the next");
+            }
         }
         for done in flushes {
             let _ = done.send(());

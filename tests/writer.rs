@@ -220,3 +220,34 @@ async fn deleting_a_room_does_not_hold_up_the_writer() {
         "the room's messages, those sent meanwhile included, are gone"
     );
 }
+
+/// A bug that panics while a batch is handled (here, in delivering it) costs that batch, not the
+/// writer: the next messages are committed as usual.
+#[tokio::test]
+async fn the_writer_outlives_a_panic_in_a_batch() {
+    let app = spawn_app().await;
+    let ann = app.register("ann").await;
+    let room = room_ref(&app.create_room(&ann, "busy", "public").await);
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = delivered.clone();
+    let writer = Writer::start(
+        app.db.clone(),
+        Arc::new(Metrics::default()),
+        Arc::new(move |_committed| {
+            let first = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                assert!(!first, "a bug in the first delivery");
+            })
+        }),
+    );
+    let submit = |body: &str| writer.submit(message(&room, &ann, body), room.clone(), Vec::new());
+    // The first message is committed and answered before its delivery panics.
+    let first = submit("first").await.unwrap().outcome().await;
+    assert!(matches!(first, Ok(Stored::New(_))), "{first:?}");
+    let second = submit("second").await.unwrap().outcome().await;
+    let Ok(Stored::New(second)) = second else {
+        panic!("the writer stopped after the panic: {second:?}")
+    };
+    assert_eq!(second.seq, 2);
+    assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -1,6 +1,11 @@
 //! Client input into typed values: REST bodies, REST query strings and Socket.IO payloads all go
 //! through `serde_path_to_error` here, so a bad field gets the same `invalid_input` with the
 //! same `fields` detail whichever transport it came by.
+//!
+//! Every string a client sends (values, object keys, query parameters) is checked here for
+//! U+0000 before it is turned into anything: Postgres's `text` refuses it, so it would otherwise
+//! surface as a 500 from whichever query first met it, or fail a whole batch of messages. Being
+//! in the decoders, the check covers every field, including ones added later.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -22,11 +27,11 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         }
         Some(_) => return Err(AppError::invalid("the request body must be a JSON object")),
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(json_error)?;
-    de.end()
+    // Through a `Value`, so the strings can be checked before `T` sees them; this also makes a
+    // body's errors the same as a socket payload's, since both then decode from a `Value`.
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|_| AppError::invalid("the request body is not valid JSON"))?;
-    Ok(value)
+    from_value(value)
 }
 
 /// A Socket.IO event's payload that must be an object.
@@ -34,6 +39,7 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
     if !value.is_object() {
         return Err(AppError::invalid("the payload must be an object"));
     }
+    refuse_nul(&value, &mut String::new())?;
     serde_path_to_error::deserialize(value).map_err(json_error)
 }
 
@@ -44,6 +50,7 @@ where
     T: DeserializeOwned + From<String>,
 {
     match value {
+        Value::String(s) if s.contains('\0') => Err(nul_in(field)),
         Value::String(s) => Ok(T::from(s)),
         Value::Object(_) => from_value(value),
         Value::Null => Err(AppError::invalid_field(field, "is required")),
@@ -56,12 +63,68 @@ where
 
 /// A URL query string (without the `?`).
 pub fn from_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if value.contains('\0') || name.contains('\0') {
+            return Err(nul_in(&name.replace('\0', "\\u0000")));
+        }
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let why = err.into_inner().to_string();
         field_error(&path, why)
     })
+}
+
+/// The field at `path` holds U+0000 (a NUL character).
+fn nul_in(path: &str) -> AppError {
+    let why = "must not contain NUL (U+0000) characters";
+    AppError::InvalidInput {
+        message: format!("{path} {why}"),
+        fields: Some(FieldErrors::from([(path.to_owned(), why.to_owned())])),
+    }
+}
+
+/// Refuses U+0000 in any string or key of `value`, naming the first place it is found with the
+/// same path syntax as serde_path_to_error (`a.b`, `a[0]`). `path` is the place of `value`.
+fn refuse_nul(value: &Value, path: &mut String) -> Result<(), AppError> {
+    let place = |path: &str| {
+        if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Err(nul_in(&place(path))),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                refuse_nul(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                if key.contains('\0') {
+                    // A key is named without its NUL, which would not print.
+                    path.push_str(&key.replace('\0', "\\u0000"));
+                    return Err(nul_in(path));
+                }
+                path.push_str(key);
+                refuse_nul(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Turns serde's complaint into an `invalid_input` naming the field.
@@ -170,6 +233,62 @@ mod tests {
         }
         for payload in [json!(null), json!("x"), json!([1]), json!(3)] {
             assert!(from_value::<Login>(payload).is_err());
+        }
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_string_naming_where() {
+        let (_, fields) = message_and_fields(
+            from_slice::<Login>(br#"{"username":"bob","password":"a\u0000b"}"#).unwrap_err(),
+        );
+        assert!(fields.unwrap().contains_key("password"));
+        // Also in fields the target type ignores, nested values and keys.
+        for (payload, at) in [
+            (
+                json!({"username": "bob", "password": "x", "extra": "\0"}),
+                "extra",
+            ),
+            (
+                json!({"username": "bob", "password": "x", "a": {"b": ["", "\0"]}}),
+                "a.b[1]",
+            ),
+            (
+                json!({"username": "bob", "password": "x", "k\0": 1}),
+                "k\\u0000",
+            ),
+        ] {
+            let (_, fields) = message_and_fields(from_value::<Login>(payload).unwrap_err());
+            assert!(fields.unwrap().contains_key(at), "{at}");
+        }
+        let (_, fields) =
+            message_and_fields(string_or_object::<Name>(json!("gen\0eral"), "room").unwrap_err());
+        assert!(fields.unwrap().contains_key("room"));
+
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Q {
+            q: Option<String>,
+        }
+        let (_, fields) = message_and_fields(from_query::<Q>("q=a%00b").unwrap_err());
+        assert!(fields.unwrap().contains_key("q"));
+        let (_, fields) = message_and_fields(from_query::<Q>("other=%00").unwrap_err());
+        assert!(fields.unwrap().contains_key("other"));
+        // A backslash and a `u0000` are only text.
+        assert_eq!(
+            from_query::<Q>("q=%5Cu0000").unwrap().q.as_deref(),
+            Some("\\u0000")
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Name {
+        room: String,
+    }
+
+    impl From<String> for Name {
+        fn from(room: String) -> Self {
+            Name { room }
         }
     }
 

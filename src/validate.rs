@@ -64,7 +64,9 @@ pub fn room_name(field: &str, value: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// A message body, trimmed: 1-4000 characters.
+/// A message body, trimmed: 1-4000 characters, and no control characters (C0 and C1) but tab,
+/// line feed and carriage return, which multi-line messages need. The others have no business in
+/// chat text and some (escape, backspace) rewrite what a terminal or a log viewer shows.
 pub fn message_body(field: &str, value: &str) -> Result<String, AppError> {
     let trimmed = value.trim();
     if !(1..=MAX_BODY_CHARS).contains(&char_len(trimmed)) {
@@ -73,7 +75,40 @@ pub fn message_body(field: &str, value: &str) -> Result<String, AppError> {
             "must be 1-4000 characters after trimming",
         ));
     }
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(AppError::invalid_field(
+            field,
+            "must not contain control characters other than tab, line feed and carriage return",
+        ));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// The bidirectional overrides (U+202A-202E) and isolates (U+2066-2069): in a name or a topic
+/// shown next to other text they can make it read as something else ("Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A one-line label someone else sees (a display name, a topic): no control character at all
+/// (`char::is_control` is Unicode's Cc: C0, DEL and C1) and no bidi override or isolate.
+fn label_chars(field: &str, value: &str) -> Result<(), AppError> {
+    if value.chars().any(char::is_control) {
+        return Err(AppError::invalid_field(
+            field,
+            "must not contain control characters (such as line breaks or tabs)",
+        ));
+    }
+    if value.chars().any(is_bidi_control) {
+        return Err(AppError::invalid_field(
+            field,
+            "must not contain bidirectional override or isolate characters (U+202A-202E, U+2066-2069)",
+        ));
+    }
+    Ok(())
 }
 
 /// A client's idempotency key: 1-64 characters when given.
@@ -97,6 +132,7 @@ pub fn topic(field: &str, value: Option<&str>) -> Result<Option<String>, AppErro
             "must be at most 256 characters",
         ));
     }
+    label_chars(field, t)?;
     Ok(Some(t.to_owned()))
 }
 
@@ -197,6 +233,7 @@ pub fn display_name(field: &str, value: &str) -> Result<String, AppError> {
     if !(1..=64).contains(&char_len(trimmed)) {
         return Err(AppError::invalid_field(field, "must be 1-64 characters"));
     }
+    label_chars(field, trimmed)?;
     Ok(trimmed.to_owned())
 }
 
@@ -240,6 +277,39 @@ mod tests {
         assert!(client_id("c", Some(String::new())).is_err());
         assert_eq!(topic("t", Some("  ")).unwrap(), None);
         assert!(topic("t", Some(&"t".repeat(257))).is_err());
+    }
+
+    #[test]
+    fn control_and_bidi_characters() {
+        assert_eq!(
+            message_body("b", "line one\r\n\tline two").unwrap(),
+            "line one\r\n\tline two"
+        );
+        for bad in [
+            "a\u{0}b",
+            "a\u{1b}[2Jb",
+            "a\u{8}b",
+            "a\u{7f}b",
+            "a\u{85}b",
+            "a\u{9b}b",
+        ] {
+            assert!(message_body("b", bad).is_err(), "{bad:?}");
+        }
+        // Bidi marks are fine in a body: right-to-left text needs them.
+        assert!(message_body("b", "abc \u{202E}def").is_ok());
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "a\u{1b}b",
+            "a\u{85}b",
+            "a\u{202E}b",
+            "a\u{2066}b",
+            "a\u{2069}",
+        ] {
+            assert!(display_name("d", bad).is_err(), "{bad:?}");
+            assert!(topic("t", Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(display_name("d", "Zoë \u{200F}ש").is_ok());
     }
 
     fn from_json(v: serde_json::Value) -> Result<(Page, i64), AppError> {

@@ -1,6 +1,8 @@
 //! Accounts and sessions: registering, logging in, rotating refresh tokens, logging out and
 //! changing passwords. Shared by the REST handlers and the `huddle user create` command.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -77,23 +79,38 @@ pub async fn register(
     Ok(Authenticated { user, tokens })
 }
 
+/// Longest password a login looks at: the most `register` accepts.
+const MAX_PASSWORD_CHARS: usize = 256;
+
+/// Logs in from `address`. A username that cannot exist (not of the contract's shape) or a
+/// password longer than any account can have is answered exactly as an unknown user is: `401
+/// invalid_credentials` after the same dummy argon2 verify, so neither the answer nor its timing
+/// tells it apart (the contract: "unknown user or wrong password: same body, same timing"). It
+/// touches neither the database nor the failure limits, so garbage cannot make limiter keys; the
+/// per-address limit, checked before this, still bounds what it costs.
 pub async fn login(
     state: &AppState,
+    address: IpAddr,
     username: &str,
     password: String,
     user_agent: Option<&str>,
 ) -> AppResult<Authenticated> {
-    let attempt = state.auth_limits.login_attempt(username)?;
+    if !validate::is_username(username) || validate::char_len(&password) > MAX_PASSWORD_CHARS {
+        // The dummy verify of a fixed password: the work does not depend on what was sent.
+        state.passwords.verify(String::new(), None).await?;
+        return Err(AppError::InvalidCredentials);
+    }
+    let attempt = state.auth_limits.login_attempt(address, username)?;
     let found = store::users::credentials(&state.db, username).await?;
     let (hash, found) = match found {
         Some(c) => (Some(c.password_hash.clone()), Some(c)),
         None => (None, None),
     };
     if !state.passwords.verify(password, hash).await? {
-        state.auth_limits.failed(attempt);
+        attempt.failed();
         return Err(AppError::InvalidCredentials);
     }
-    state.auth_limits.succeeded(attempt);
+    attempt.succeeded();
     let credentials = found.ok_or(AppError::InvalidCredentials)?;
     if credentials.disabled {
         return Err(AppError::AccountDisabled);
@@ -205,8 +222,9 @@ pub async fn set_display_name(
 }
 
 /// Changes the caller's password and revokes every other session of theirs. A wrong current
-/// password counts as a failed login for the username, so a stolen access token is no faster a
-/// way to guess it.
+/// password counts as a failure of the caller's session (5 in 15 minutes), so a stolen access
+/// token is no faster a way to guess it, while failed logins by others on the same username
+/// cannot block the owner's own session.
 pub async fn change_password(
     state: &AppState,
     caller: &AuthUser,
@@ -214,13 +232,19 @@ pub async fn change_password(
     new: String,
 ) -> AppResult<()> {
     validate::password("new_password", &new)?;
-    let attempt = state.auth_limits.login_attempt(&caller.user.username)?;
-    let hash = store::users::password_hash(&state.db, caller.id()).await?;
-    if !state.passwords.verify(current, hash).await? {
-        state.auth_limits.failed(attempt);
+    if validate::char_len(&current) > MAX_PASSWORD_CHARS {
+        state.passwords.verify(String::new(), None).await?;
         return Err(AppError::InvalidCredentials);
     }
-    state.auth_limits.succeeded(attempt);
+    let attempt = state
+        .auth_limits
+        .password_change_attempt(caller.session_id)?;
+    let hash = store::users::password_hash(&state.db, caller.id()).await?;
+    if !state.passwords.verify(current, hash).await? {
+        attempt.failed();
+        return Err(AppError::InvalidCredentials);
+    }
+    attempt.succeeded();
     let new_hash = state.passwords.hash(new).await?;
     let mut tx = state.db.begin().await?;
     store::users::set_password_hash(&mut *tx, caller.id(), &new_hash).await?;

@@ -31,22 +31,20 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The client's address: the TCP peer, or behind a trusted proxy (`TRUST_PROXY`) the last
-/// `X-Forwarded-For` entry, which the proxy itself appended (earlier entries are the client's
-/// own claims).
+/// `X-Forwarded-For` entry, which the proxy itself appended. Earlier entries are the client's
+/// own claims, so when the last one does not parse the peer is taken, never an earlier entry.
 fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     if state.config.trust_proxy {
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .next_back();
-        if let Some(address) = forwarded {
-            return address;
-        }
+        return forwarded_for(headers).unwrap_or_else(|| peer.ip());
     }
     peer.ip()
+}
+
+/// The literal last entry of the (last) `X-Forwarded-For` header, if it is an IP address.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last_header = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let last_entry = last_header.to_str().ok()?.rsplit(',').next()?;
+    last_entry.trim().parse().ok()
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
@@ -94,11 +92,16 @@ async fn login(
     headers: HeaderMap,
     Json(body): Json<LoginRequest>,
 ) -> AppResult<Json<Authenticated>> {
-    state
-        .auth_limits
-        .check_address(client_address(&state, peer, &headers))?;
-    let authenticated =
-        accounts::login(&state, &body.username, body.password, user_agent(&headers)).await?;
+    let address = client_address(&state, peer, &headers);
+    state.auth_limits.check_address(address)?;
+    let authenticated = accounts::login(
+        &state,
+        address,
+        &body.username,
+        body.password,
+        user_agent(&headers),
+    )
+    .await?;
     Ok(Json(authenticated))
 }
 
@@ -159,4 +162,28 @@ async fn change_password(
 ) -> AppResult<StatusCode> {
     accounts::change_password(&state, &caller, body.current_password, body.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> Option<IpAddr> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", v.parse().unwrap());
+        }
+        forwarded_for(&headers)
+    }
+
+    #[test]
+    fn only_the_literal_last_forwarded_entry_counts() {
+        assert_eq!(xff(&["1.1.1.1, 10.0.0.1"]), "10.0.0.1".parse().ok());
+        assert_eq!(xff(&["1.1.1.1", "2001:db8::1"]), "2001:db8::1".parse().ok());
+        // An unparseable last entry never falls back to an earlier, client-written one.
+        assert_eq!(xff(&["1.1.1.1, garbage"]), None);
+        assert_eq!(xff(&["1.1.1.1", "unknown"]), None);
+        assert_eq!(xff(&["1.1.1.1,"]), None);
+        assert_eq!(xff(&[]), None);
+    }
 }

@@ -70,7 +70,11 @@ impl AppState {
             .cluster()
             .map(|c| (c.clone(), config.redis_prefix.clone()));
         let state = AppState {
-            keys: Arc::new(Keys::new(&config.jwt_secret.0, config.access_token_ttl)),
+            keys: Arc::new(Keys::new(
+                &config.jwt_secret.0,
+                &config.jwt_previous_secrets(),
+                config.access_token_ttl,
+            )),
             passwords: Passwords::new(config.password_hash_concurrency),
             auth_limits: AuthLimits::new(config.auth_rate),
             message_limits: MessageLimits::new(

@@ -30,6 +30,8 @@ pub struct Config {
     pub database_url: String,
     /// Signing secret for access tokens.
     pub jwt_secret: Secret,
+    /// Secrets of earlier `JWT_SECRET`s: tokens they signed still verify (key rotation).
+    pub jwt_previous_secrets: Vec<Secret>,
     /// True when no `JWT_SECRET` was given and `jwt_secret` was made up at start.
     pub jwt_secret_generated: bool,
     pub access_token_ttl: Duration,
@@ -103,6 +105,18 @@ impl Config {
                 (Secret(bytes), true)
             }
         };
+        let mut jwt_previous_secrets = Vec::new();
+        for (i, s) in env.list("JWT_PREVIOUS_SECRETS", "").into_iter().enumerate() {
+            if s.len() < 32 {
+                // The length only: even a bad secret is never echoed.
+                return Err(ConfigError(format!(
+                    "JWT_PREVIOUS_SECRETS must be a comma-separated list of secrets of at least 32 bytes each, got {} bytes in entry {}",
+                    s.len(),
+                    i + 1
+                )));
+            }
+            jwt_previous_secrets.push(Secret(s.into_bytes()));
+        }
         let database_url = env
             .get("DATABASE_URL")
             .unwrap_or(DEFAULT_DATABASE_URL)
@@ -174,6 +188,7 @@ impl Config {
             port: env.parse("PORT", 3000, "a port number")?,
             database_url,
             jwt_secret,
+            jwt_previous_secrets,
             jwt_secret_generated,
             access_token_ttl: Duration::from_secs(env.positive("ACCESS_TOKEN_TTL", 900)?),
             refresh_token_ttl: Duration::from_secs(
@@ -204,6 +219,14 @@ impl Config {
                 env.bounded("REVALIDATE_SECS", 30, 0, 3600)?.into(),
             ),
         })
+    }
+
+    /// The previous JWT secrets' bytes, as `auth::token::Keys::new` takes them.
+    pub fn jwt_previous_secrets(&self) -> Vec<&[u8]> {
+        self.jwt_previous_secrets
+            .iter()
+            .map(|s| s.0.as_slice())
+            .collect()
     }
 
     /// The address to listen on.
@@ -323,6 +346,10 @@ mod tests {
             ("REDIS_URL", "localhost:6379"),
             ("DEFAULT_ROOMS", "general,Bad Room"),
             ("TRUST_PROXY", "maybe"),
+            (
+                "JWT_PREVIOUS_SECRETS",
+                "0123456789abcdef0123456789abcdef,short",
+            ),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(
@@ -336,9 +363,19 @@ mod tests {
 
     #[test]
     fn the_secret_is_never_printed() {
-        let c = Config::from_vars(&vars(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef")]))
-            .unwrap();
+        let c = Config::from_vars(&vars(&[
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "JWT_PREVIOUS_SECRETS",
+                "previous-secret-one-0123456789abcdef, previous-secret-two-0123456789abcdef",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.jwt_previous_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        let err =
+            Config::from_vars(&vars(&[("JWT_PREVIOUS_SECRETS", "not-long-enough")])).unwrap_err();
+        assert!(!err.0.contains("not-long-enough"), "{}", err.0);
         assert!(!c.jwt_secret_generated);
     }
 

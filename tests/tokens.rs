@@ -238,3 +238,74 @@ async fn a_missing_or_malformed_authorization_header_is_refused() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }
+
+/// Key rotation: an earlier secret, listed in `JWT_PREVIOUS_SECRETS`, still verifies.
+const PREVIOUS_SECRET: &str = "the-previous-secret-of-this-test-0123456";
+
+#[tokio::test]
+async fn a_token_signed_with_a_previous_secret_is_accepted_by_rest_and_sockets() {
+    use common::sio::{SioClient, Transport};
+
+    let app = common::spawn_app_with(&[("JWT_PREVIOUS_SECRETS", PREVIOUS_SECRET)]).await;
+    let kai = app.register("kai").await;
+    let token = sign(Algorithm::HS256, PREVIOUS_SECRET, &claims_of(&kai));
+    assert_eq!(
+        app.get("/api/me", Some(&token)).await.ok(200)["id"],
+        kai.id.to_string()
+    );
+    for t in Transport::ALL {
+        let socket = SioClient::connect(&app.base, common::sio::Auth::Token(&token), t).await;
+        assert!(socket.is_ok(), "{t:?}: {:?}", socket.err());
+    }
+    // New tokens are signed with the current secret only.
+    let fresh = app.login("kai", &kai.password).await;
+    let verifies_with = |secret: &str| {
+        let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+        let validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        jsonwebtoken::decode::<Value>(&fresh.access, &key, &validation).is_ok()
+    };
+    assert!(verifies_with(TEST_JWT_SECRET) && !verifies_with(PREVIOUS_SECRET));
+
+    // A secret that is neither current nor previous is refused, over both.
+    let foreign = sign(
+        Algorithm::HS256,
+        "a-secret-nobody-configured-0123456789abc",
+        &claims_of(&kai),
+    );
+    assert_refused(&app, &foreign, "unknown secret").await;
+    for t in Transport::ALL {
+        let refused = SioClient::connect(&app.base, common::sio::Auth::Token(&foreign), t).await;
+        assert!(refused.is_err(), "{t:?}");
+    }
+}
+
+#[tokio::test]
+async fn without_the_previous_secret_listed_its_tokens_are_refused() {
+    let app = spawn_app().await;
+    let lea = app.register("lea").await;
+    let token = sign(Algorithm::HS256, PREVIOUS_SECRET, &claims_of(&lea));
+    assert_refused(&app, &token, "previous secret not listed").await;
+}
+
+#[test]
+fn a_bad_previous_secret_stops_the_server_with_exit_code_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_huddle"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env(
+            "JWT_PREVIOUS_SECRETS",
+            format!("{PREVIOUS_SECRET},tiny-secret"),
+        )
+        .current_dir(std::env::temp_dir())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("huddle: JWT_PREVIOUS_SECRETS must be"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tiny-secret") && !stderr.contains(PREVIOUS_SECRET));
+}

@@ -1,9 +1,13 @@
 //! Access tokens (HS256 JWTs) and refresh tokens (random, stored only as SHA-256).
+//!
+//! Keys rotate without logging anyone out: `JWT_SECRET` signs and verifies, each of
+//! `JWT_PREVIOUS_SECRETS` still verifies. An operator moves the old secret to the previous list,
+//! sets a new one, and drops the old one once `ACCESS_TOKEN_TTL` has passed.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,16 +26,18 @@ pub struct Claims {
     pub exp: u64,
 }
 
-/// Signing and checking keys, built once from `JWT_SECRET`.
+/// Signing and checking keys, built once from `JWT_SECRET` and `JWT_PREVIOUS_SECRETS`.
 pub struct Keys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current secret's key first, then the previous ones'.
+    decoding: Vec<DecodingKey>,
     validation: Validation,
     pub access_ttl: Duration,
 }
 
 impl Keys {
-    pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+    /// Keys that sign with `secret` and verify with it and with each of `previous`.
+    pub fn new(secret: &[u8], previous: &[&[u8]], access_ttl: Duration) -> Self {
         // Only HS256 is accepted: `none`, RS*/ES* and the other HMACs are refused by the library
         // before the signature is looked at.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -39,7 +45,10 @@ impl Keys {
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
         Keys {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: std::iter::once(secret)
+                .chain(previous.iter().copied())
+                .map(DecodingKey::from_secret)
+                .collect(),
             validation,
             access_ttl,
         }
@@ -64,9 +73,16 @@ impl Keys {
     /// The claims of a well-signed, unexpired token. Whether its session is still live is the
     /// caller's question (see `auth::authenticate`).
     pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|_| AppError::Unauthorized)
+        for key in &self.decoding {
+            match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                // Only a signature that does not match is worth trying the next key for; an
+                // expired, malformed or wrongly-typed token is refused whichever key signed it.
+                Err(err) if matches!(err.kind(), ErrorKind::InvalidSignature) => continue,
+                Err(_) => return Err(AppError::Unauthorized),
+            }
+        }
+        Err(AppError::Unauthorized)
     }
 }
 
@@ -96,15 +112,28 @@ mod tests {
 
     #[test]
     fn a_token_round_trips_and_a_foreign_one_does_not() {
-        let keys = Keys::new(&[7; 32], Duration::from_secs(60));
+        let keys = Keys::new(&[7; 32], &[], Duration::from_secs(60));
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
         let token = keys.issue(user, session).unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub, claims.sid), (user, session));
         assert_eq!(claims.exp - claims.iat, 60);
 
-        let other = Keys::new(&[8; 32], Duration::from_secs(60));
+        let other = Keys::new(&[8; 32], &[], Duration::from_secs(60));
         assert!(other.verify(&token).is_err());
+    }
+
+    #[test]
+    fn a_previous_secret_still_verifies_but_never_signs() {
+        let old = Keys::new(&[7; 32], &[], Duration::from_secs(60));
+        let token = old.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let rotated = Keys::new(&[8; 32], &[&[9; 32], &[7; 32]], Duration::from_secs(60));
+        assert!(rotated.verify(&token).is_ok());
+        let fresh = rotated.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        assert!(old.verify(&fresh).is_err());
+        let unknown = Keys::new(&[6; 32], &[], Duration::from_secs(60));
+        let foreign = unknown.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        assert!(rotated.verify(&foreign).is_err());
     }
 
     #[test]

@@ -1,13 +1,45 @@
 //! Logging: `RUST_LOG` picks what is logged (default `info`), `LOG_FORMAT` how (text or JSON).
+//!
+//! Whatever `RUST_LOG` says, the libraries that see raw client traffic (Socket.IO and Engine.IO
+//! packets, WebSocket frames, HTTP connections) log at `info` at most: at debug and trace they
+//! print packets and frames, which carry access tokens (the Socket.IO `auth` payload) and
+//! message bodies. The cap is a filter of its own, not a directive added to `RUST_LOG`'s, so no
+//! directive (`RUST_LOG=debug`, `RUST_LOG=socketioxide::socket=trace`) can lift it.
 
-use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+use tracing_subscriber::{
+    filter::{LevelFilter, Targets},
+    fmt,
+    prelude::*,
+    EnvFilter,
+};
 
 use crate::config::LogFormat;
+
+/// Targets (and their sub-targets) held to `info`, because their debug output carries what
+/// clients send. `log` records (tungstenite's) arrive under their module path as target.
+const CLIENT_TRAFFIC: &[&str] = &[
+    "socketioxide",
+    "engineioxide",
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+];
+
+/// The cap on `CLIENT_TRAFFIC`; everything else passes to `RUST_LOG`'s filter.
+fn client_traffic_cap() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CLIENT_TRAFFIC.iter().map(|t| (*t, LevelFilter::INFO)))
+}
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(client_traffic_cap());
     // try_init: a second call (tests start many apps in one process) is harmless.
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer()).try_init(),
@@ -15,4 +47,20 @@ pub fn init(format: LogFormat) {
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn the_cap_holds_client_traffic_to_info_and_nothing_else() {
+        let cap = client_traffic_cap();
+        assert!(!cap.would_enable("socketioxide::socket", &Level::DEBUG));
+        assert!(!cap.would_enable("engineioxide", &Level::TRACE));
+        assert!(!cap.would_enable("tungstenite::protocol", &Level::TRACE));
+        assert!(cap.would_enable("socketioxide", &Level::INFO));
+        assert!(cap.would_enable("huddle::writer", &Level::TRACE));
+    }
 }

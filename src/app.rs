@@ -75,7 +75,7 @@ impl AppState {
                 &config.jwt_previous_secrets(),
                 config.access_token_ttl,
             )),
-            passwords: Passwords::new(config.password_hash_concurrency),
+            passwords: Passwords::new(config.password_hash_concurrency, config.password_hash_queue),
             auth_limits: AuthLimits::new(config.auth_rate),
             message_limits: MessageLimits::new(
                 config.message_rate,

@@ -59,6 +59,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Largest number of argon2 hashes computed at once (each takes 19 MiB and a core).
     pub password_hash_concurrency: usize,
+    /// Password hashes that may wait for a hashing thread; beyond it: `503 unavailable`.
+    pub password_hash_queue: usize,
     /// Largest number of Postgres connections this process opens.
     pub database_max_connections: u32,
     /// How often each node re-checks its live sockets' sessions and rooms, and so the longest a
@@ -179,6 +181,7 @@ impl Config {
             }
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let password_hash_concurrency = env.positive("PASSWORD_HASH_CONCURRENCY", cores)?;
         Ok(Config {
             host: env.parse(
                 "HOST",
@@ -213,7 +216,11 @@ impl Config {
             cors_origins,
             trust_proxy,
             log_format,
-            password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", cores)?,
+            password_hash_concurrency,
+            password_hash_queue: env.positive(
+                "PASSWORD_HASH_QUEUE",
+                crate::auth::password::QUEUE_PER_THREAD * password_hash_concurrency,
+            )?,
             database_max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 20)?,
             revalidate_every: Duration::from_secs(
                 env.bounded("REVALIDATE_SECS", 30, 0, 3600)?.into(),

@@ -158,3 +158,33 @@ async fn input_no_account_can_have_is_a_wrong_password_that_counts_nothing() {
     // None of it counted as a failure for vera.
     app.login("vera", &vera.password).await;
 }
+
+#[tokio::test]
+async fn a_login_flood_past_the_hash_queue_is_answered_503_and_the_server_stays_responsive() {
+    let app = spawn_app_with(&[
+        ("PASSWORD_HASH_CONCURRENCY", "1"),
+        ("PASSWORD_HASH_QUEUE", "2"),
+    ])
+    .await;
+    let yara = app.register("yara").await;
+    let guesses = (0..40).map(|i| {
+        let app = &app;
+        async move {
+            let reply = app.login_raw(&format!("ghost{i}"), "whatever-1").await;
+            if reply.status.as_u16() == 503 {
+                reply.error(503, "unavailable");
+            }
+            reply.status.as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    assert!(busy > 0, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "{statuses:?}"
+    );
+    // Still serving, logins included, once the flood has passed.
+    app.get("/healthz", None).await.ok(200);
+    app.login("yara", &yara.password).await;
+}

@@ -20,8 +20,8 @@ use crate::{
     validate,
 };
 
-/// The token pair handed out at login, registration and refresh.
-#[derive(Debug, Serialize)]
+/// The token pair handed out at login, registration and refresh. Its `Debug` shows no token.
+#[derive(Serialize)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -30,7 +30,18 @@ pub struct Tokens {
     pub expires_in: u64,
 }
 
-/// A user with a fresh session.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &"<redacted>")
+            .field("refresh_token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// A user with a fresh session. Its `Debug` is the user's and the redacted tokens'.
 #[derive(Debug, Serialize)]
 pub struct Authenticated {
     pub user: User,
@@ -293,4 +304,22 @@ pub async fn create_or_update_user(
     )
     .await?;
     Ok((user, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_never_printed() {
+        let tokens = Tokens {
+            access_token: "the-access-token".into(),
+            refresh_token: "the-refresh-token".into(),
+            token_type: "Bearer",
+            expires_in: 900,
+        };
+        let printed = format!("{tokens:?}");
+        assert!(!printed.contains("the-access-token") && !printed.contains("the-refresh-token"));
+        assert!(printed.contains("expires_in: 900"), "{printed}");
+    }
 }

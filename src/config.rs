@@ -23,11 +23,44 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A connection URL that may carry a password (`postgres://user:password@host/db`). It reads as
+/// the `str` it is; its `Debug` shows it with the password replaced, so printing the config
+/// never prints a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl std::ops::Deref for SecretUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+/// `url` with the password of its user info (`scheme://user:password@host`) replaced by
+/// `<redacted>`; anything else as it is.
+pub fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return url.to_owned();
+    };
+    match url[start..at].find(':').map(|i| start + i) {
+        Some(colon) => format!("{}:<redacted>{}", &url[..colon], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// Signing secret for access tokens.
     pub jwt_secret: Secret,
     /// Secrets of earlier `JWT_SECRET`s: tokens they signed still verify (key rotation).
@@ -39,7 +72,7 @@ pub struct Config {
     /// Messages replayed to a socket when it joins a room.
     pub history_limit: u32,
     /// Set: several nodes share one Redis. Unset: one node.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretUrl>,
     /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
     /// that clusters sharing a Redis stay apart.
     pub redis_prefix: String,
@@ -125,14 +158,16 @@ impl Config {
             .to_owned();
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConfigError(format!(
-                "DATABASE_URL must be a postgres:// URL, got '{database_url}'"
+                "DATABASE_URL must be a postgres:// URL, got '{}'",
+                redact_url(&database_url)
             )));
         }
         let redis_url = env.get("REDIS_URL").map(str::to_owned);
         if let Some(url) = &redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError(format!(
-                    "REDIS_URL must be a redis:// URL, got '{url}'"
+                    "REDIS_URL must be a redis:// URL, got '{}'",
+                    redact_url(url)
                 )));
             }
         }
@@ -189,7 +224,7 @@ impl Config {
                 "an IP address",
             )?,
             port: env.parse("PORT", 3000, "a port number")?,
-            database_url,
+            database_url: SecretUrl(database_url),
             jwt_secret,
             jwt_previous_secrets,
             jwt_secret_generated,
@@ -198,7 +233,7 @@ impl Config {
                 env.positive("REFRESH_TOKEN_TTL", 30 * 24 * 3600)?,
             ),
             history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
-            redis_url,
+            redis_url: redis_url.map(SecretUrl),
             redis_prefix,
             default_rooms,
             max_body_bytes: env.positive("MAX_BODY_BYTES", 1024 * 1024)?,
@@ -317,7 +352,7 @@ mod tests {
         let c = Config::from_vars(&vars(&[])).unwrap();
         assert_eq!(c.port, 3000);
         assert_eq!(c.host.to_string(), "0.0.0.0");
-        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(&*c.database_url, DEFAULT_DATABASE_URL);
         assert!(c.jwt_secret_generated);
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.history_limit, 50);
@@ -384,6 +419,38 @@ mod tests {
             Config::from_vars(&vars(&[("JWT_PREVIOUS_SECRETS", "not-long-enough")])).unwrap_err();
         assert!(!err.0.contains("not-long-enough"), "{}", err.0);
         assert!(!c.jwt_secret_generated);
+    }
+
+    #[test]
+    fn url_passwords_are_never_printed() {
+        let c = Config::from_vars(&vars(&[
+            (
+                "DATABASE_URL",
+                "postgres://huddle:db-pass-word@db:5432/huddle",
+            ),
+            ("REDIS_URL", "redis://:redis-pass-word@cache:6379/0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            &*c.database_url,
+            "postgres://huddle:db-pass-word@db:5432/huddle"
+        );
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("pass-word"), "{printed}");
+        assert!(printed.contains("postgres://huddle:<redacted>@db:5432/huddle"));
+        for (name, value) in [
+            ("DATABASE_URL", "mysql://root:db-pass-word@db/x"),
+            ("REDIS_URL", "http://u:redis-pass-word@cache"),
+        ] {
+            let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert!(!err.0.contains("pass-word"), "{}", err.0);
+            assert!(err.0.contains(":<redacted>@"), "{}", err.0);
+        }
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?x=a@b"),
+            "postgres://u:<redacted>@h/db?x=a@b"
+        );
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub writer_statements: Counter,
     pub deliveries: Counter,
     pub join_denials: Counter,
+    /// Sockets disconnected because they stopped reading (their outgoing queue was full).
+    pub slow_consumers: Counter,
     pub http_requests: Histogram,
 }
 
@@ -116,6 +118,12 @@ impl Metrics {
             "counter",
             "Room joins refused (not on the ACL, or no such room).",
             self.join_denials.get().to_string(),
+        );
+        metric(
+            "huddle_slow_consumers_total",
+            "counter",
+            "Sockets disconnected because they stopped reading what was sent to them.",
+            self.slow_consumers.get().to_string(),
         );
 
         let h = &self.http_requests;

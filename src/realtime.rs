@@ -15,15 +15,19 @@ mod inbound;
 pub mod payload;
 mod revalidate;
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{json, Value};
-use socketioxide::{extract::SocketRef, layer::SocketIoLayer, SocketIo};
+use socketioxide::{extract::SocketRef, layer::SocketIoLayer, SendError, SocketError, SocketIo};
 use uuid::Uuid;
 
 use self::payload::{Presence, PresenceStatus, Read, Removed, UserMessage};
@@ -62,15 +66,30 @@ pub struct Realtime {
     cluster: Option<Arc<Cluster>>,
 }
 
+/// The largest incoming Socket.IO packet (a polling request body, a websocket message or
+/// frame). Every client event is small (a 4000-character body is at most 16 KiB of UTF-8, some
+/// more with JSON escapes), so this is far under `MAX_BODY_BYTES`, which REST bodies use.
+pub const MAX_SOCKET_PAYLOAD: usize = 64 * 1024;
+
+/// Packets waiting to be written to one socket (socketioxide's default). A client that stops
+/// reading fills them; its next send then fails and the socket is disconnected (see
+/// `slow_consumer`), so what a socket can hold is this many packets, each bounded (a history
+/// page by `rooms::PAGE_BYTES`), never an ever-growing queue.
+pub const OUTGOING_PACKETS: usize = 128;
+
+/// How long an Engine.IO session may wait before it sends its Socket.IO CONNECT: a session that
+/// never does holds memory without ever being authenticated.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Realtime {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let limit = config.max_body_bytes;
+        let limit = MAX_SOCKET_PAYLOAD;
         let (layer, io) = SocketIo::builder()
-            // Incoming packets are capped like REST bodies, on both transports.
             .max_payload(limit as u64)
             .ws_max_message_size(limit)
             .ws_max_frame_size(limit)
-            .max_buffer_size(1024)
+            .max_buffer_size(OUTGOING_PACKETS)
+            .connect_timeout(CONNECT_TIMEOUT)
             // Every socket keeps a read buffer this size; chat frames are small (a larger one
             // is read in several pieces). The default, 4 KiB, is kept by every idle socket.
             .ws_read_buffer_size(1024)
@@ -163,8 +182,11 @@ impl Realtime {
             return;
         };
         if self.local.open() {
-            if let Err(err) = socket.to(channels.clone()).emit(event, &data).await {
-                tracing::warn!(error = %err, event, "broadcast failed");
+            let except = socket.id;
+            for target in self.local.io.to(channels.clone()).sockets() {
+                if target.id != except {
+                    self.local.send(&target, event, &data);
+                }
             }
         }
         // The socket lives on this node only, so the others send to all of theirs.
@@ -209,12 +231,11 @@ impl Realtime {
             for answer in cluster.ask(Query::UsersInRoom { room }).await {
                 let theirs: Vec<UserRef> = serde_json::from_value(answer).unwrap_or_default();
                 for user in theirs {
-                    if !users.iter().any(|u| u.id == user.id) {
-                        users.push(user);
-                    }
+                    users.entry(user.id).or_insert(user);
                 }
             }
         }
+        let mut users: Vec<UserRef> = users.into_values().collect();
         users.sort_by_key(|u| u.username.to_lowercase());
         users
     }
@@ -352,6 +373,43 @@ fn to_value<T: Serialize + ?Sized>(event: &str, data: &T) -> Option<Value> {
     }
 }
 
+/// The slow-consumer policy, after a failed send to `socket`. A full outgoing queue means the
+/// client stopped reading: it is disconnected rather than left to miss events silently or to
+/// make the server hold more for it. Its queued client events are dropped and it leaves every
+/// channel, so nothing more is produced for it. The Socket.IO DISCONNECT packet itself needs a
+/// free slot in that queue; when there is none, Engine.IO closes the connection at its next
+/// heartbeat (its PING cannot be queued either), within `pingInterval` (25 s).
+pub(crate) fn sent_or_slow(socket: &SocketRef, err: SendError) {
+    match err {
+        SendError::Socket(SocketError::InternalChannelFull) => {
+            if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
+                if conn.stop() {
+                    conn.metrics.slow_consumers.inc();
+                    tracing::info!(
+                        socket.id = %socket.id,
+                        user.id = %conn.auth.id(),
+                        "disconnecting a socket that stopped reading"
+                    );
+                }
+            }
+            socket.leave_all();
+            if socket.clone().disconnect().is_err() {
+                tracing::debug!(socket.id = %socket.id, "disconnect waits for the heartbeat");
+            }
+        }
+        // Gone meanwhile: its disconnect handler does the rest.
+        SendError::Socket(SocketError::Closed) => {}
+        SendError::Serialize(err) => {
+            tracing::error!(error = ?err, "an event could not be serialized")
+        }
+    }
+}
+
+/// Whether `user` may open one more socket on this node (`MAX_SOCKETS_PER_USER`).
+pub(crate) fn below_socket_cap(state: &AppState, user: Uuid) -> bool {
+    state.realtime.local.sockets_of(user) < state.config.max_sockets_per_user
+}
+
 /// This node's sockets.
 #[derive(Clone)]
 struct Local {
@@ -366,12 +424,16 @@ impl Local {
         !self.closed.load(Ordering::Acquire)
     }
 
+    /// Sends to each socket on its own rather than through socketioxide's broadcast, whose
+    /// error does not say which sockets failed: a socket whose outgoing queue is full must be
+    /// disconnected (it would silently miss the event otherwise), so it has to be known. The
+    /// price is one serialization per socket instead of one per broadcast.
     async fn emit(&self, channels: Vec<String>, event: &str, data: &Value) {
         if !self.open() {
             return;
         }
-        if let Err(err) = self.io.to(channels).emit(event.to_owned(), data).await {
-            tracing::warn!(error = %err, event, "broadcast failed");
+        for socket in self.io.to(channels).sockets() {
+            self.send(&socket, event, data);
         }
     }
 
@@ -380,12 +442,17 @@ impl Local {
         if !self.open() {
             return;
         }
-        let to = self.io.to(channels);
-        self.metrics
-            .deliveries
-            .add(to.clone().sockets().len() as u64);
-        if let Err(err) = to.emit("message", data).await {
-            tracing::warn!(error = %err, "delivery failed");
+        let sockets = self.io.to(channels).sockets();
+        self.metrics.deliveries.add(sockets.len() as u64);
+        for socket in sockets {
+            self.send(&socket, "message", data);
+        }
+    }
+
+    /// One event to one socket, under the slow-consumer policy.
+    fn send(&self, socket: &SocketRef, event: &str, data: &Value) {
+        if let Err(err) = socket.emit(event, data) {
+            sent_or_slow(socket, err);
         }
     }
 
@@ -405,7 +472,7 @@ impl Local {
             return;
         }
         for socket in self.io.to(channel.to_owned()).sockets() {
-            let _ = socket.emit("removed", removed);
+            self.send(&socket, "removed", removed);
             let mut channels = vec![room_channel(room.id)];
             if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
                 channels.push(presence_channel(room.id, conn.auth.id()));
@@ -422,20 +489,28 @@ impl Local {
         self.io.to(presence_channel(room, user)).sockets().len()
     }
 
-    fn users_in_room(&self, room: Uuid) -> Vec<UserRef> {
+    /// The distinct users with a socket in `room` here, by id (one pass over the sockets).
+    fn users_in_room(&self, room: Uuid) -> HashMap<Uuid, UserRef> {
+        let mut users = HashMap::new();
         if !self.open() {
-            return Vec::new();
+            return users;
         }
-        let mut users: Vec<UserRef> = Vec::new();
         for socket in self.io.to(room_channel(room)).sockets() {
             if let Some(conn) = socket.extensions.get::<inbound::Conn>() {
-                let user = conn.user_ref();
-                if !users.iter().any(|u| u.id == user.id) {
-                    users.push(user);
-                }
+                users
+                    .entry(conn.auth.id())
+                    .or_insert_with(|| conn.user_ref());
             }
         }
         users
+    }
+
+    /// How many sockets `user` has on this node.
+    fn sockets_of(&self, user: Uuid) -> usize {
+        if !self.open() {
+            return 0;
+        }
+        self.io.to(user_channel(user)).sockets().len()
     }
 }
 
@@ -463,7 +538,9 @@ impl cluster::Apply for Local {
     fn answer(&self, query: Query) -> Value {
         match query {
             Query::SocketsInRoom { room, user } => json!(self.sockets_in_room(room, user)),
-            Query::UsersInRoom { room } => json!(self.users_in_room(room)),
+            Query::UsersInRoom { room } => {
+                json!(self.users_in_room(room).into_values().collect::<Vec<_>>())
+            }
         }
     }
 }

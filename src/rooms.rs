@@ -51,7 +51,8 @@ pub enum Refusal {
     /// private room exists.
     Hide,
     /// Socket.IO: `forbidden` ("You are not authorized to join this room."); an unknown room is
-    /// `not_found` ("Room not found.").
+    /// `not_found` ("Room not found."), and so is a direct room of two other users, so that a
+    /// socket cannot learn who writes to whom by trying `dm:<a>-<b>` names.
     Forbid,
 }
 
@@ -128,6 +129,9 @@ pub async fn access(
         .ok_or_else(|| refusal.unknown())?;
     if !access.may_enter() {
         audit_denied(state, caller, &access.room, action).await?;
+        if access.room.visibility == Visibility::Direct {
+            return Err(refusal.unknown());
+        }
         return Err(refusal.not_allowed());
     }
     Ok(access)
@@ -174,6 +178,7 @@ pub async fn create(
         ));
     }
     let topic = validate::topic("topic", topic)?;
+    state.quotas.new_room(caller.id())?;
     let mut tx = state.db.begin().await?;
     let room = store::rooms::create(
         &mut *tx,
@@ -468,7 +473,11 @@ pub async fn direct(
     }
     let name = direct_room_name(caller.id(), other.id);
     let mut tx = state.db.begin().await?;
-    let room = store::rooms::get_or_create_direct(&mut tx, &name, caller.id()).await?;
+    let (room, created) = store::rooms::get_or_create_direct(&mut tx, &name, caller.id()).await?;
+    if created {
+        // Refused: the transaction is dropped, so the room is not made.
+        state.quotas.new_room(caller.id())?;
+    }
     store::members::add_missing(&mut *tx, room.id, &[caller.id(), other.id]).await?;
     tx.commit().await?;
     Ok((room, other))
@@ -484,7 +493,51 @@ pub async fn history(
 ) -> AppResult<History> {
     let (page, limit) = query.page()?;
     let access = access(state, caller, key, "history", refusal).await?;
-    Ok(store::messages::page(&state.db, access.room.id, page, limit).await?)
+    let history = store::messages::page(&state.db, access.room.id, page, limit).await?;
+    Ok(within_bytes(history, page))
+}
+
+/// What the message bodies of one history page (or join replay) may weigh together. 200
+/// messages of 4000 four-byte characters would be over 3 MiB in one packet; past this the page
+/// ends early with `has_more`, and the client pages on from where it ends.
+pub const PAGE_BYTES: usize = 256 * 1024;
+
+/// Cuts a page to `PAGE_BYTES` of bodies, always keeping one message so that paging advances.
+/// The part kept is the one next to where the page started: the newest messages for a page
+/// going back (`before`, or none), the oldest for one going forward (`after`).
+fn within_bytes(mut history: History, page: Page) -> History {
+    /// How many messages, taken in this order, fit (at least one).
+    fn fitting<'a>(bodies: impl Iterator<Item = &'a str>) -> usize {
+        let mut total = 0;
+        let mut fit = 0;
+        for body in bodies {
+            total += body.len();
+            if fit > 0 && total > PAGE_BYTES {
+                break;
+            }
+            fit += 1;
+        }
+        fit
+    }
+    let len = history.messages.len();
+    let bodies = history.messages.iter().map(|m| m.body.as_str());
+    match page {
+        Page::After(_) => {
+            let fit = fitting(bodies);
+            if fit < len {
+                history.messages.truncate(fit);
+                history.has_more = true;
+            }
+        }
+        Page::Before(_) => {
+            let fit = fitting(bodies.rev());
+            if fit < len {
+                history.messages.drain(..len - fit);
+                history.has_more = true;
+            }
+        }
+    }
+    history
 }
 
 /// The history a join replays (access already checked): the newest `HISTORY_LIMIT` messages,
@@ -492,7 +545,8 @@ pub async fn history(
 pub async fn replay(state: &AppState, room_id: Uuid, since: Option<Seq>) -> AppResult<History> {
     let limit = i64::from(state.config.history_limit);
     let page = since.map_or(Page::Before(None), |s| Page::After(s.0));
-    Ok(store::messages::page(&state.db, room_id, page, limit).await?)
+    let history = store::messages::page(&state.db, room_id, page, limit).await?;
+    Ok(within_bytes(history, page))
 }
 
 /// Moves the caller's read position (members only; never backwards; capped at `last_seq`).

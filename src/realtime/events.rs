@@ -14,7 +14,7 @@ use super::{
         JoinRoom, Joined, MarkRead, Online, Presence, PresenceStatus, RoomOnly, SendMessage, Sent,
         SystemNotice, Typing, TypingEvent,
     },
-    presence_channel, room_channel,
+    presence_channel, room_channel, sent_or_slow,
 };
 use crate::{
     app::AppState,
@@ -64,29 +64,41 @@ impl Ctx {
     }
 }
 
-/// Answers an event's ack. Without a callback on the client side there is nothing to answer.
-pub(crate) fn answer<T: Serialize>(ack: AckSender, result: AppResult<T>) {
+/// Answers an event's ack. Without a callback on the client side there is nothing to answer;
+/// an answer that finds the socket's outgoing queue full disconnects the socket.
+pub(crate) fn answer<T: Serialize>(socket: &SocketRef, ack: AckSender, result: AppResult<T>) {
     if let Err(err) = &result {
         if !matches!(err, AppError::Internal(_)) {
             // Internal errors are logged where their body is made; the rest are the client's.
             tracing::debug!(code = err.code(), error = %err, "event refused");
         }
     }
-    let _ = ack.send(&Ack::from(result));
+    if let Err(err) = ack.send(&Ack::from(result)) {
+        sent_or_slow(socket, err);
+    }
+}
+
+/// An event to this socket alone, under the same slow-consumer policy.
+fn emit<T: Serialize + ?Sized>(socket: &SocketRef, event: &str, data: &T) {
+    if let Err(err) = socket.emit(event, data) {
+        sent_or_slow(socket, err);
+    }
 }
 
 pub(crate) async fn handle(ctx: &Ctx, event: &str, data: Value, ack: AckSender) {
+    let s = &ctx.socket;
     match event {
-        "joinRoom" => answer(ack, join_room(ctx, data).await),
-        "joinPrivateRoom" => answer(ack, join_private_room(ctx, data).await),
-        "leaveRoom" => answer(ack, leave(ctx, data).await),
+        "joinRoom" => answer(s, ack, join_room(ctx, data).await),
+        "joinPrivateRoom" => answer(s, ack, join_private_room(ctx, data).await),
+        "leaveRoom" => answer(s, ack, leave(ctx, data).await),
         "sendMessage" => send_message(ctx, data, ack).await,
         "directMessage" => direct_message(ctx, data, ack).await,
-        "history" => answer(ack, history(ctx, data).await),
-        "markRead" => answer(ack, mark_read(ctx, data).await),
-        "typing" => answer(ack, typing(ctx, data).await),
-        "listOnline" => answer(ack, list_online(ctx, data).await),
+        "history" => answer(s, ack, history(ctx, data).await),
+        "markRead" => answer(s, ack, mark_read(ctx, data).await),
+        "typing" => answer(s, ack, typing(ctx, data).await),
+        "listOnline" => answer(s, ack, list_online(ctx, data).await),
         other => answer::<Done>(
+            s,
             ack,
             Err(AppError::invalid(format!("unknown event '{other}'"))),
         ),
@@ -118,6 +130,11 @@ impl JoinKind {
     }
 }
 
+/// Room events (joins, leaves, history, listOnline) draw from the user's room-event bucket.
+async fn room_event(ctx: &Ctx) -> AppResult<()> {
+    ctx.state.quotas.room_event(ctx.caller().id()).await
+}
+
 async fn join_room(ctx: &Ctx, data: Value) -> AppResult<Joined> {
     let p: JoinRoom = decode::string_or_object(data, "room")?;
     join(ctx, &p.room, p.since, JoinKind::Room).await
@@ -133,6 +150,7 @@ async fn join_private_room(ctx: &Ctx, data: Value) -> AppResult<Joined> {
 /// room before reading history means a message committed meanwhile is either in the history or
 /// delivered live (or both): never neither.
 async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> AppResult<Joined> {
+    room_event(ctx).await?;
     let access = match ctx.enterable(asked, kind.event()).await {
         Ok(access) => access,
         Err(err) => {
@@ -143,7 +161,7 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
                     message: err.to_string(),
                     room: asked,
                 };
-                let _ = ctx.socket.emit("error", &refused);
+                emit(&ctx.socket, "error", &refused);
             }
             return Err(err);
         }
@@ -152,6 +170,12 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
     let user = ctx.conn.user_ref();
     let channels = vec![room_channel(room.id), presence_channel(room.id, user.id)];
     let already = is_in(&ctx.socket, room.id);
+    let cap = ctx.state.config.max_rooms_per_socket;
+    if !already && ctx.conn.rooms().len() >= cap {
+        return Err(AppError::invalid(format!(
+            "this connection is already in {cap} rooms; leave one first"
+        )));
+    }
     if !already {
         ctx.socket.join(channels.clone());
         ctx.conn.remember(room.clone());
@@ -171,7 +195,7 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
         room: &room,
         page: &history,
     };
-    let _ = ctx.socket.emit("history", &replayed);
+    emit(&ctx.socket, "history", &replayed);
 
     if !already {
         let realtime = &ctx.state.realtime;
@@ -196,6 +220,7 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
 
 async fn leave(ctx: &Ctx, data: Value) -> AppResult<Done> {
     let p: RoomOnly = decode::string_or_object(data, "room")?;
+    room_event(ctx).await?;
     let room = ctx.joined(&p.room, "leaveRoom").await?;
     leave_room(ctx, &room).await;
     Ok(Done {})
@@ -248,8 +273,8 @@ async fn send_message(ctx: &Ctx, data: Value, ack: AckSender) {
     }
     .await;
     match queued {
-        Err(err) => answer::<Sent>(ack, Err(err)),
-        Ok(receipt) => ack_when_committed(receipt, ack, None),
+        Err(err) => answer::<Sent>(&ctx.socket, ack, Err(err)),
+        Ok(receipt) => ack_when_committed(&ctx.socket, receipt, ack, None),
     }
 }
 
@@ -262,21 +287,22 @@ async fn direct_message(ctx: &Ctx, data: Value, ack: AckSender) {
     }
     .await;
     match queued {
-        Err(err) => answer::<Sent>(ack, Err(err)),
-        Ok((receipt, room)) => ack_when_committed(receipt, ack, Some(room)),
+        Err(err) => answer::<Sent>(&ctx.socket, ack, Err(err)),
+        Ok((receipt, room)) => ack_when_committed(&ctx.socket, receipt, ack, Some(room)),
     }
 }
 
 /// Acknowledges a queued message once the writer has committed it (or refused it), off the
 /// socket's queue so that the socket's next events need not wait: `{ok, message, room?}`. A
 /// repeated `client_id` is acknowledged with the first message.
-fn ack_when_committed(receipt: Receipt, ack: AckSender, room: Option<Room>) {
+fn ack_when_committed(socket: &SocketRef, receipt: Receipt, ack: AckSender, room: Option<Room>) {
+    let socket = socket.clone();
     tokio::spawn(async move {
         let outcome = receipt.outcome().await.map(|stored| Sent {
             message: stored.into_message(),
             room,
         });
-        answer(ack, outcome);
+        answer(&socket, ack, outcome);
     });
 }
 
@@ -285,6 +311,7 @@ fn ack_when_committed(receipt: Receipt, ack: AckSender, room: Option<Room>) {
 /// `history`: as the REST history; needs only the right to join.
 async fn history(ctx: &Ctx, data: Value) -> AppResult<History> {
     let p: HistoryQuery = decode::from_value(data)?;
+    room_event(ctx).await?;
     let key = RoomKey::Asked(&p.room);
     rooms::history(&ctx.state, ctx.caller(), key, p.page, Refusal::Forbid).await
 }
@@ -327,6 +354,7 @@ async fn typing(ctx: &Ctx, data: Value) -> AppResult<Done> {
 /// `listOnline`: the distinct users with a socket in the room; needs only the right to join.
 async fn list_online(ctx: &Ctx, data: Value) -> AppResult<Online> {
     let p: RoomOnly = decode::string_or_object(data, "room")?;
+    room_event(ctx).await?;
     let access = ctx.enterable(&p.room, "listOnline").await?;
     let users = ctx.state.realtime.users_in_room(access.room.id).await;
     Ok(Online { users })

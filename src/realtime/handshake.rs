@@ -1,5 +1,6 @@
 //! The connection handshake: the access token is checked exactly as on REST before the socket
-//! exists; a refused client gets `connect_error` with message `unauthorized`.
+//! exists; a refused client gets `connect_error` with message `unauthorized` (or
+//! `too_many_connections` when the user already has `MAX_SOCKETS_PER_USER` sockets on the node).
 
 use serde_json::Value;
 use socketioxide::{
@@ -22,6 +23,9 @@ pub(crate) enum Refused {
     Unauthorized,
     #[error("unavailable")]
     Unavailable,
+    /// The user already has `MAX_SOCKETS_PER_USER` sockets on this node.
+    #[error("too_many_connections")]
+    TooManyConnections,
 }
 
 pub(super) fn register(state: &AppState) {
@@ -69,6 +73,9 @@ async fn admit(
             AppError::Unavailable(_) => Refused::Unavailable,
             _ => Refused::Unauthorized,
         })?;
+    if !super::below_socket_cap(&state, user.id()) {
+        return Err(Refused::TooManyConnections);
+    }
     s.join(vec![
         user_channel(user.id()),
         session_channel(user.session_id),

@@ -11,7 +11,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
 };
@@ -32,12 +32,18 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     error::AppError,
+    metrics::Metrics,
     store::{rooms::RoomRef, users::UserRef},
 };
 
 /// Events a socket may have waiting before further ones are refused: room for a client that
 /// fires hundreds of sends without waiting for acks, while bounding what one socket can queue.
 pub(crate) const INBOX: usize = 1024;
+
+/// What the events waiting on one socket may weigh together (estimated by `weight`), so that a
+/// socket filling its queue with large payloads holds at most this much, not `INBOX` times the
+/// largest packet.
+pub(crate) const INBOX_BYTES: usize = 1024 * 1024;
 
 pub(crate) enum Cmd {
     /// Boxed so that the queue's slots stay small: tokio allocates them in blocks of 32 as
@@ -51,6 +57,23 @@ pub(crate) struct Queued {
     name: String,
     data: Json,
     ack: AckSender,
+    /// This event's share of `INBOX_BYTES`, given back when it is taken off the queue.
+    weight: usize,
+}
+
+/// A rough upper estimate of what a queued event occupies in memory: its JSON's length plus
+/// the per-node overhead of `serde_json::Value` (strings, vectors, map entries).
+fn weight(name: &str, data: &Json) -> usize {
+    fn value(v: &Json) -> usize {
+        const NODE: usize = 32;
+        NODE + match v {
+            Json::String(s) => s.len(),
+            Json::Array(items) => items.iter().map(value).sum(),
+            Json::Object(map) => map.iter().map(|(k, v)| NODE + k.len() + value(v)).sum(),
+            Json::Null | Json::Bool(_) | Json::Number(_) => 0,
+        }
+    }
+    std::mem::size_of::<Queued>() + name.len() + value(data)
 }
 
 /// What a connected socket carries: its identity, its queue, and the chat rooms it joined.
@@ -62,9 +85,13 @@ pub(crate) struct Conn {
     /// authority on what the socket has joined), kept right by joins, leaves, kicks and room
     /// deletions. It resolves names without a query and tells the rooms when the socket goes.
     joined: Arc<Mutex<HashMap<Uuid, RoomRef>>>,
-    /// Set when the socket disconnects. (socketioxide's own `connected()` is still false for a
-    /// moment after the client was told it is connected, so it cannot tell "gone" from "new".)
+    /// Set when the socket disconnects, or is being disconnected as a slow consumer.
+    /// (socketioxide's own `connected()` is still false for a moment after the client was told
+    /// it is connected, so it cannot tell "gone" from "new".)
     gone: Arc<AtomicBool>,
+    /// The estimated bytes of the events waiting in `inbox`.
+    waiting: Arc<AtomicUsize>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Conn {
@@ -107,6 +134,11 @@ impl Conn {
         self.gone.load(Ordering::Acquire)
     }
 
+    /// Stops handling this socket's events (the queued ones are dropped); true the first time.
+    pub fn stop(&self) -> bool {
+        !self.gone.swap(true, Ordering::AcqRel)
+    }
+
     pub async fn disconnected(&self) {
         self.gone.store(true, Ordering::Release);
         let _ = self.inbox.send(Cmd::Disconnected).await;
@@ -121,6 +153,8 @@ pub(crate) fn open(state: AppState, socket: SocketRef, auth: AuthUser) -> Conn {
         inbox,
         joined: Arc::default(),
         gone: Arc::default(),
+        waiting: Arc::default(),
+        metrics: state.metrics.clone(),
     };
     tokio::spawn(run(state, socket, conn.clone(), rx));
     conn
@@ -135,9 +169,12 @@ async fn run(state: AppState, socket: SocketRef, conn: Conn, mut rx: mpsc::Recei
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Cmd::Event(event) => {
+                ctx.conn.waiting.fetch_sub(event.weight, Ordering::AcqRel);
                 // Events still queued when the socket went away are dropped, not half-done.
                 if !ctx.conn.is_gone() {
-                    let Queued { name, data, ack } = *event;
+                    let Queued {
+                        name, data, ack, ..
+                    } = *event;
                     let span = tracing::debug_span!(
                         "event",
                         name = %name,
@@ -180,17 +217,37 @@ impl FromMessage<LocalAdapter> for Inbound {
         let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
         // No argument at all reads as null, which each event then refuses or accepts.
         let data = data.unwrap_or(Json::Null);
-        if let Err(mpsc::error::TrySendError::Full(Cmd::Event(event))) = conn
-            .inbox
-            .try_send(Cmd::Event(Box::new(Queued { name, data, ack })))
-        {
+        let weight = weight(&name, &data);
+        let socket = SocketRef::from(s.clone());
+        let refuse = |ack| {
             events::answer::<()>(
-                event.ack,
+                &socket,
+                ack,
                 Err(AppError::RateLimited {
                     message: "too many requests waiting on this socket".into(),
                     retry_after: std::time::Duration::from_millis(100),
                 }),
-            );
+            )
+        };
+        // Counted before it is queued, so that the event task never subtracts what was not
+        // added; undone when the event is refused.
+        let before = conn.waiting.fetch_add(weight, Ordering::AcqRel);
+        if before + weight > INBOX_BYTES {
+            conn.waiting.fetch_sub(weight, Ordering::AcqRel);
+            refuse(ack);
+            return Ok(Inbound);
+        }
+        let queued = Box::new(Queued {
+            name,
+            data,
+            ack,
+            weight,
+        });
+        if let Err(mpsc::error::TrySendError::Full(Cmd::Event(event))) =
+            conn.inbox.try_send(Cmd::Event(queued))
+        {
+            conn.waiting.fetch_sub(weight, Ordering::AcqRel);
+            refuse(event.ack);
         }
         Ok(Inbound)
     }

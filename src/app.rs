@@ -22,6 +22,7 @@ use crate::{
     http,
     limits::{AuthLimits, MessageLimits},
     metrics::Metrics,
+    quotas::Quotas,
     realtime::Realtime,
     store,
     writer::Writer,
@@ -36,6 +37,7 @@ pub struct AppState {
     pub passwords: Passwords,
     pub auth_limits: Arc<AuthLimits>,
     pub message_limits: Arc<MessageLimits>,
+    pub quotas: Arc<Quotas>,
     pub metrics: Arc<Metrics>,
     pub realtime: Realtime,
     pub writer: Writer,
@@ -77,6 +79,7 @@ impl AppState {
             )),
             passwords: Passwords::new(config.password_hash_concurrency, config.password_hash_queue),
             auth_limits: AuthLimits::new(config.auth_rate),
+            quotas: Quotas::new(&config, shared_limits.clone()),
             message_limits: MessageLimits::new(
                 config.message_rate,
                 config.message_burst,

@@ -100,6 +100,18 @@ pub struct Config {
     /// lost revocation signal can go unnoticed (`REVALIDATE_SECS`; zero turns re-checking off,
     /// including the one after each bus reconnect).
     pub revalidate_every: Duration,
+    /// Sockets one user may have open on one node; the next is refused at the handshake.
+    pub max_sockets_per_user: usize,
+    /// Chat rooms one socket may be in at once.
+    pub max_rooms_per_socket: usize,
+    /// joinRoom, joinPrivateRoom, leaveRoom, history and listOnline per second per user (0: off),
+    /// with bursts of `room_event_burst`.
+    pub room_event_rate: u32,
+    pub room_event_burst: u32,
+    /// Rooms one user may create, and direct rooms one user may open, per hour (0: no limit).
+    pub rooms_per_hour: u32,
+    /// `Strict-Transport-Security: max-age=<this>` on every response; `None`: no HSTS header.
+    pub hsts_max_age: Option<u64>,
 }
 
 /// One invalid setting, already phrased for the operator.
@@ -260,6 +272,23 @@ impl Config {
             revalidate_every: Duration::from_secs(
                 env.bounded("REVALIDATE_SECS", 30, 0, 3600)?.into(),
             ),
+            max_sockets_per_user: env.positive("MAX_SOCKETS_PER_USER", 20)?,
+            max_rooms_per_socket: env.positive("MAX_ROOMS_PER_SOCKET", 100)?,
+            room_event_rate: env.parse(
+                "ROOM_EVENT_RATE",
+                10,
+                "a whole number of events per second (0: off)",
+            )?,
+            room_event_burst: env.positive("ROOM_EVENT_BURST", 60)?,
+            rooms_per_hour: env.parse(
+                "ROOMS_PER_HOUR",
+                60,
+                "a whole number of rooms per hour (0: no limit)",
+            )?,
+            hsts_max_age: match env.get("HSTS_MAX_AGE") {
+                None => None,
+                Some(_) => Some(env.parse("HSTS_MAX_AGE", 0, "a whole number of seconds")?),
+            },
         })
     }
 
@@ -392,6 +421,12 @@ mod tests {
                 "JWT_PREVIOUS_SECRETS",
                 "0123456789abcdef0123456789abcdef,short",
             ),
+            ("MAX_SOCKETS_PER_USER", "0"),
+            ("MAX_ROOMS_PER_SOCKET", "many"),
+            ("ROOM_EVENT_RATE", "-1"),
+            ("ROOM_EVENT_BURST", "0"),
+            ("ROOMS_PER_HOUR", "x"),
+            ("HSTS_MAX_AGE", "1y"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(

@@ -15,6 +15,7 @@ pub mod http;
 pub mod limits;
 pub mod messages;
 pub mod metrics;
+pub mod quotas;
 pub mod realtime;
 pub mod rooms;
 pub mod store;

@@ -240,8 +240,8 @@ pub async fn get_or_create_direct(
     tx: &mut sqlx::PgConnection,
     name: &str,
     created_by: Uuid,
-) -> sqlx::Result<Room> {
-    sqlx::query!(
+) -> sqlx::Result<(Room, bool)> {
+    let inserted = sqlx::query!(
         r#"insert into rooms (id, name, visibility, created_by) values ($1, $2, 'direct', $3)
            on conflict (name) do nothing"#,
         Uuid::now_v7(),
@@ -249,13 +249,16 @@ pub async fn get_or_create_direct(
         created_by,
     )
     .execute(&mut *tx)
-    .await?;
-    sqlx::query_as!(
+    .await?
+    .rows_affected()
+        > 0;
+    let room = sqlx::query_as!(
         Room,
         r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
            from rooms where name = $1"#,
         name,
     )
     .fetch_one(&mut *tx)
-    .await
+    .await?;
+    Ok((room, inserted))
 }

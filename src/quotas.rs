@@ -1,0 +1,98 @@
+//! Per-user quotas on what costs the server more than a message: room events over Socket.IO and
+//! new rooms.
+//!
+//! - `joinRoom`, `joinPrivateRoom`, `leaveRoom`, `history` and `listOnline` draw from one bucket
+//!   per user, `ROOM_EVENT_RATE` per second with bursts of `ROOM_EVENT_BURST`, separate from the
+//!   message bucket (so that paging history never eats into what a user may send). Each of these
+//!   reads the database or asks every node, and a join or leave makes the room hear a notice.
+//!   With several nodes the bucket is shared through Redis like the message bucket.
+//! - Rooms created (`POST /api/rooms`) and direct rooms opened (the first message to someone)
+//!   count against `ROOMS_PER_HOUR` per user, on this node.
+
+use std::{
+    num::NonZeroU32,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use governor::{
+    clock::{Clock, DefaultClock},
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+};
+use uuid::Uuid;
+
+use crate::{
+    cluster::Cluster,
+    config::Config,
+    error::{AppError, AppResult},
+    limits::MessageLimits,
+};
+
+pub struct Quotas {
+    room_events: Arc<MessageLimits>,
+    new_rooms: Option<DefaultKeyedRateLimiter<Uuid>>,
+    clock: DefaultClock,
+}
+
+impl Quotas {
+    /// `shared`: the cluster and this cluster's Redis prefix, when there are several nodes.
+    pub fn new(config: &Config, shared: Option<(Arc<Cluster>, String)>) -> Arc<Self> {
+        // The message limiter's GCRA, under keys of its own (`<prefix>:rooms:rate:<user>`).
+        let shared = shared.map(|(cluster, prefix)| (cluster, format!("{prefix}:rooms")));
+        let room_events =
+            MessageLimits::new(config.room_event_rate, config.room_event_burst, shared);
+        let new_rooms = NonZeroU32::new(config.rooms_per_hour)
+            .map(|n| RateLimiter::keyed(Quota::per_hour(n).allow_burst(n)));
+        let quotas = Arc::new(Quotas {
+            room_events,
+            new_rooms,
+            clock: DefaultClock::default(),
+        });
+        if quotas.new_rooms.is_some() {
+            forget_idle(Arc::downgrade(&quotas));
+        }
+        quotas
+    }
+
+    /// Takes one room event from the user's bucket.
+    pub async fn room_event(&self, user: Uuid) -> AppResult<()> {
+        self.room_events.check(user).await.map_err(|err| match err {
+            AppError::RateLimited { retry_after, .. } => AppError::RateLimited {
+                message: "too many room requests; slow down".to_owned(),
+                retry_after,
+            },
+            other => other,
+        })
+    }
+
+    /// Takes one new room from the user's hourly quota.
+    pub fn new_room(&self, user: Uuid) -> AppResult<()> {
+        let Some(limiter) = &self.new_rooms else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&user)
+            .map_err(|not_until| AppError::RateLimited {
+                message: "too many new rooms; try again later".to_owned(),
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            })
+    }
+}
+
+/// Drops the buckets of users idle long enough to be full again, every minute.
+fn forget_idle(quotas: Weak<Quotas>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(quotas) = quotas.upgrade() else {
+                break;
+            };
+            if let Some(limiter) = &quotas.new_rooms {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    });
+}

@@ -355,8 +355,13 @@ async fn subscribe(
                                     },
                                 ..
                             }) => {
-                                let answer = local.answer(query);
-                                c.reply(reply_to, id, answer).await;
+                                // Off the reading loop: a slow answer (a big room) must not
+                                // hold up the bus for every other message.
+                                let local = local.clone();
+                                tokio::spawn(async move {
+                                    let answer = local.answer(query);
+                                    c.reply(reply_to, id, answer).await;
+                                });
                             }
                             Ok(envelope) => local.apply(envelope.op).await,
                             Err(err) => {

@@ -1,6 +1,6 @@
 //! The application: shared state, the router with its middleware, and serving it.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, OriginalUri, Request},
@@ -124,6 +124,11 @@ pub fn router(state: AppState) -> Router {
         .layer(socket_io)
         .layer(axum::middleware::map_request(detach_from_read_buffer))
         .layer(cors(&config))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: axum::middleware::Next| {
+                security_headers(req, next, config.hsts_max_age)
+            },
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Named by the route template, not the path, so ids do not explode cardinality.
             let route = req
@@ -159,6 +164,46 @@ async fn detach_from_read_buffer(mut req: Request) -> Request {
     req
 }
 
+/// The content security policy: nothing but this origin, for a JSON API now and a web client
+/// served from `/` later (which may open its websocket to this origin), never framed.
+const CSP: &str =
+    "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers every response carries (REST, errors, CORS preflights, Socket.IO polling), and
+/// `Cache-Control: no-store` where responses hold tokens or the caller's own data.
+async fn security_headers(
+    req: Request,
+    next: axum::middleware::Next,
+    hsts_max_age: Option<u64>,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    let private =
+        path.starts_with("/api/auth/") || path == "/api/me" || path.starts_with("/api/me/");
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    if private {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(age) = hsts_max_age {
+        if let Ok(value) = HeaderValue::from_str(&format!("max-age={age}")) {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
+        }
+    }
+    response
+}
+
 /// Unknown routes and methods: the contract's 404 rather than axum's empty replies.
 async fn no_route(method: Method, uri: axum::http::Uri) -> AppError {
     AppError::NotFound(format!("no route for {method} {}", uri.path()))
@@ -187,41 +232,105 @@ fn cors(config: &Config) -> CorsLayer {
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.
+///
+/// Served through hyper-util's connection builder rather than `axum::serve`, which sets no
+/// timer: without one, hyper's header read timeout is off, and a client trickling headers (or an
+/// idle kept-alive connection) holds its connection and buffers forever. With the timer, a
+/// connection that does not complete a request's headers within `HTTP_HEADER_TIMEOUT`, counted
+/// from when the server starts waiting for them (so idle keep-alive time counts), is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        service::TowerToHyperService,
+    };
 
+    if state.config.cors_origins.is_none() {
+        tracing::warn!(
+            "CORS_ORIGINS is '*': any web page may call this API from a browser. Set \
+             CORS_ORIGINS to the origins of your web clients, e.g. https://chat.example.com"
+        );
+    }
+    let header_timeout = state.config.http_header_timeout;
     let realtime = state.realtime.clone();
     let writer = state.writer.clone();
     let app = router(state);
-    // Without TCP_NODELAY, Nagle's algorithm holds a small frame (an ack written right after a
-    // broadcast) until the client's delayed ACK arrives: about 40 ms per ack on Linux.
-    let listener = listener.tap_io(|tcp| {
+    // HTTP/1.1 only, as before (axum is built without HTTP/2 here).
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // Shutdown, told to every connection; each holds a receiver of `done` until it ends, so
+    // `done.closed()` completes when the last one has (as axum::serve does it).
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let (done, _) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Without TCP_NODELAY, Nagle's algorithm holds a small frame (an ack written right
+        // after a broadcast) until the client's delayed ACK arrives: about 40 ms per ack.
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // Messages already queued are committed and acknowledged (later ones are answered
-        // `unavailable`) while their sockets are still there to hear it.
-        if !writer.drain(SHUTDOWN_DRAIN).await {
-            tracing::warn!("shutdown: the message queue was not empty after the drain period");
-        }
-        // The acknowledgements go out from tasks of their own once the writer has answered:
-        // give them a moment to reach the sockets' outgoing queues before the sockets close.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // Sockets (long-polling ones included) would otherwise hold the shutdown open.
-        realtime.close().await;
-    })
-    .await?;
+        let app = app.clone();
+        let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            // What `into_make_service_with_connect_info` did: the peer for `ConnectInfo`.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(remote));
+            let mut app = app.clone();
+            async move {
+                use tower::Service;
+                app.call(req.map(axum::body::Body::new)).await
+            }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut stopping = stopping.clone();
+        let alive = done.subscribe();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stopping.changed() => {
+                    // Finishes the request in flight, then closes.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(err) = ended {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            drop(alive);
+        });
+    }
+    drop(listener);
+    // Messages already queued are committed and acknowledged (later ones are answered
+    // `unavailable`) while their sockets are still there to hear it.
+    if !writer.drain(SHUTDOWN_DRAIN).await {
+        tracing::warn!("shutdown: the message queue was not empty after the drain period");
+    }
+    // The acknowledgements go out from tasks of their own once the writer has answered: give
+    // them a moment to reach the sockets' outgoing queues before the sockets close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Sockets (long-polling ones included) would otherwise hold the shutdown open.
+    realtime.close().await;
+    let _ = stop.send(());
+    done.closed().await;
     Ok(())
 }
 

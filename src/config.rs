@@ -112,6 +112,9 @@ pub struct Config {
     pub rooms_per_hour: u32,
     /// `Strict-Transport-Security: max-age=<this>` on every response; `None`: no HSTS header.
     pub hsts_max_age: Option<u64>,
+    /// How long a client may take to send a request's headers, and how long a kept-alive HTTP
+    /// connection may sit idle between requests.
+    pub http_header_timeout: Duration,
 }
 
 /// One invalid setting, already phrased for the operator.
@@ -285,6 +288,7 @@ impl Config {
                 60,
                 "a whole number of rooms per hour (0: no limit)",
             )?,
+            http_header_timeout: Duration::from_secs(env.positive("HTTP_HEADER_TIMEOUT", 30)?),
             hsts_max_age: match env.get("HSTS_MAX_AGE") {
                 None => None,
                 Some(_) => Some(env.parse("HSTS_MAX_AGE", 0, "a whole number of seconds")?),
@@ -427,6 +431,7 @@ mod tests {
             ("ROOM_EVENT_BURST", "0"),
             ("ROOMS_PER_HOUR", "x"),
             ("HSTS_MAX_AGE", "1y"),
+            ("HTTP_HEADER_TIMEOUT", "0"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(

@@ -71,11 +71,13 @@ pub struct Realtime {
 /// more with JSON escapes), so this is far under `MAX_BODY_BYTES`, which REST bodies use.
 pub const MAX_SOCKET_PAYLOAD: usize = 64 * 1024;
 
-/// Packets waiting to be written to one socket (socketioxide's default). A client that stops
-/// reading fills them; its next send then fails and the socket is disconnected (see
-/// `slow_consumer`), so what a socket can hold is this many packets, each bounded (a history
-/// page by `rooms::PAGE_BYTES`), never an ever-growing queue.
-pub const OUTGOING_PACKETS: usize = 128;
+/// Packets waiting to be written to one socket. socketioxide's default, 128, is too few for what
+/// the contract lets a client do: hundreds of sends without waiting for acks produce an ack and
+/// a broadcast each, faster than the websocket writer drains them. A client that stops reading
+/// fills the queue; its next send then fails and the socket is disconnected (`sent_or_slow`).
+/// What one socket can hold is this many packets, each bounded: a message by the body bound, a
+/// history page by `rooms::PAGE_BYTES`, and pages come no faster than `ROOM_EVENT_RATE`.
+pub const OUTGOING_PACKETS: usize = 1024;
 
 /// How long an Engine.IO session may wait before it sends its Socket.IO CONNECT: a session that
 /// never does holds memory without ever being authenticated.

@@ -211,8 +211,22 @@ pub async fn ensure_default_rooms(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn list_public(state: &AppState) -> AppResult<Vec<Room>> {
-    Ok(store::rooms::list_public(&state.db).await?)
+/// Public rooms by name, `limit` at a time after the name `after`; with the name to page on
+/// from when more remain.
+pub async fn list_public(
+    state: &AppState,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<(Vec<Room>, Option<String>)> {
+    // One more than asked tells whether more remain.
+    let mut rooms = store::rooms::list_public(&state.db, after, limit + 1).await?;
+    let next = if rooms.len() as i64 > limit {
+        rooms.truncate(limit as usize);
+        rooms.last().map(|r| r.name.clone())
+    } else {
+        None
+    };
+    Ok((rooms, next))
 }
 
 pub async fn list_mine(state: &AppState, caller: &AuthUser) -> AppResult<Vec<MyRoom>> {

@@ -22,7 +22,7 @@ use crate::{
         messages::History,
         rooms::{MyRoom, Room, Visibility},
     },
-    validate::{PageQuery, Seq},
+    validate::{Limit, PageQuery, Seq},
 };
 
 pub fn router() -> Router<AppState> {
@@ -64,10 +64,33 @@ async fn create(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
-/// `GET /api/rooms` -> every public room, by name.
-async fn list_public(State(state): State<AppState>, _caller: AuthUser) -> AppResult<Json<Value>> {
-    let rooms = rooms::list_public(&state).await?;
-    Ok(Json(json!({ "rooms": rooms })))
+/// Public rooms per page when the client does not say (a v1 client, which asks without
+/// parameters, gets this first page in the shape it knows).
+const ROOMS_PAGE: i64 = 100;
+
+#[derive(Deserialize)]
+struct RoomsQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<Limit>,
+}
+
+/// `GET /api/rooms?after=<name>&limit=<1..200>` -> public rooms by name, a page at a time:
+/// `{"rooms": [...], "next": <name>}`, `next` present only when more remain (pass it as
+/// `after`).
+async fn list_public(
+    State(state): State<AppState>,
+    _caller: AuthUser,
+    Query(query): Query<RoomsQuery>,
+) -> AppResult<Json<Value>> {
+    let limit = query.limit.map_or(ROOMS_PAGE, |l| l.0);
+    let (rooms, next) = rooms::list_public(&state, query.after.as_deref(), limit).await?;
+    let mut body = json!({ "rooms": rooms });
+    if let Some(next) = next {
+        body["next"] = json!(next);
+    }
+    Ok(Json(body))
 }
 
 /// `GET /api/me/rooms` -> every room the caller is a member of, with role and unread count.

@@ -100,11 +100,18 @@ pub async fn ensure_public(db: impl PgExecutor<'_>, names: &[String]) -> sqlx::R
 }
 
 /// Every public room, by name.
-pub async fn list_public(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Room>> {
+pub async fn list_public(
+    db: impl PgExecutor<'_>,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<Room>> {
     sqlx::query_as!(
         Room,
         r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
-           from rooms where visibility = 'public' order by name"#,
+           from rooms where visibility = 'public' and ($1::text is null or name > $1)
+           order by name limit $2"#,
+        after,
+        limit,
     )
     .fetch_all(db)
     .await

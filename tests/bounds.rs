@@ -469,3 +469,27 @@ async fn room_creation_is_bounded_per_hour() {
         "rate_limited",
     );
 }
+
+/// An incoming Socket.IO packet over 64 KiB ends the (websocket) connection, though it
+/// is far under `MAX_BODY_BYTES`.
+#[tokio::test]
+async fn incoming_socket_packets_are_capped_at_64_kib() {
+    let app = spawn_app_with(&[]).await;
+    let alice = app.register("alice").await;
+    let s = app.in_room(&alice, "general", Transport::WebSocket).await;
+    s.emit(
+        "sendMessage",
+        json!({ "room": "general", "body": "x".repeat(100 * 1024) }),
+    )
+    .await;
+    s.wait_disconnected().await;
+
+    let s = app.in_room(&alice, "general", Transport::WebSocket).await;
+    let ack = s
+        .call(
+            "sendMessage",
+            json!({ "room": "general", "body": "x".repeat(4000) }),
+        )
+        .await;
+    ack_ok(&ack);
+}

@@ -203,6 +203,7 @@ proptest! {
 fn keys() -> Keys {
     Keys::new(
         b"fuzz-secret-fuzz-secret-fuzz-secret-0",
+        &[b"fuzz-old-secret-fuzz-old-secret-fuzz-0"],
         Duration::from_secs(900),
     )
 }

@@ -7,7 +7,8 @@
 # machine's state of the moment. Every result goes to bench/results/compare-<time>.jsonl as
 # {"scenario", "server", "run", "result"}; bench/summarize.py turns that file into the tables
 # of BENCHMARKS.md (medians and ratios). Both servers run as one node, without Redis, with
-# MESSAGE_RATE=0 AUTH_RATE=0, each on a database of its own made fresh at the start.
+# the per-user limits off (MESSAGE_RATE=0 AUTH_RATE=0 ROOM_EVENT_RATE=0 ROOMS_PER_HOUR=0, and
+# MAX_SOCKETS_PER_USER high enough for the scenarios' many sockets per user), each on a database of its own made fresh at the start.
 #
 # PEER_DIR (default ../shared/peers/node-seed) is copied to target/peer before `npm ci`,
 # since the original may be read-only.
@@ -38,6 +39,7 @@ fi
 mkdir -p bench/results
 
 common_env=(JWT_SECRET=bench-secret-bench-secret-bench-secret-0 MESSAGE_RATE=0 AUTH_RATE=0
+  ROOM_EVENT_RATE=0 ROOMS_PER_HOUR=0 MAX_SOCKETS_PER_USER=100000 MAX_ROOMS_PER_SOCKET=100000
   HOST=127.0.0.1 RUST_LOG=warn)
 huddle_pid="" peer_pid=""
 

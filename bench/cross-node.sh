@@ -9,7 +9,7 @@ cargo build --release --quiet
 
 DB=huddle_bench_cross_node
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB REDIS_URL=redis://127.0.0.1:6379
-export JWT_SECRET=bench-secret-bench-secret-bench-secret-0 AUTH_RATE=0 MESSAGE_RATE=0 HOST=127.0.0.1 RUST_LOG=warn
+export JWT_SECRET=bench-secret-bench-secret-bench-secret-0 AUTH_RATE=0 MESSAGE_RATE=0 ROOM_EVENT_RATE=0 ROOMS_PER_HOUR=0 MAX_SOCKETS_PER_USER=100000 MAX_ROOMS_PER_SOCKET=100000 HOST=127.0.0.1 RUST_LOG=warn
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true

@@ -15,6 +15,9 @@ async fn require_admin(state: &AppState, caller: &AuthUser, action: &str) -> App
     if caller.user.is_admin {
         return Ok(());
     }
+    if !state.quotas.audit_denial(caller.id(), Uuid::nil(), action) {
+        return Err(AppError::Forbidden("admins only".into()));
+    }
     audit::record(
         &state.db,
         audit::Entry::new(audit::Action::AccessDenied)

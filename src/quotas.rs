@@ -8,6 +8,9 @@
 //!   With several nodes the bucket is shared through Redis like the message bucket.
 //! - Rooms created (`POST /api/rooms`) and direct rooms opened (the first message to someone)
 //!   count against `ROOMS_PER_HOUR` per user, on this node.
+//! - Refusals are written to the audit log at most `AUDITED_DENIALS_PER_MINUTE` times a minute
+//!   per user, room and action (on this node): a loop probing a private room must not grow the table
+//!   without bound. The refusals themselves are all answered, and counted in `/metrics`.
 
 use std::{
     num::NonZeroU32,
@@ -31,8 +34,13 @@ use crate::{
 pub struct Quotas {
     room_events: Arc<MessageLimits>,
     new_rooms: Option<DefaultKeyedRateLimiter<Uuid>>,
+    audited_denials: DefaultKeyedRateLimiter<(Uuid, Uuid, String)>,
     clock: DefaultClock,
 }
+
+/// Denials of one user, room and action written to the audit log per minute (see the module
+/// doc).
+pub const AUDITED_DENIALS_PER_MINUTE: u32 = 6;
 
 impl Quotas {
     /// `shared`: the cluster and this cluster's Redis prefix, when there are several nodes.
@@ -43,14 +51,14 @@ impl Quotas {
             MessageLimits::new(config.room_event_rate, config.room_event_burst, shared);
         let new_rooms = NonZeroU32::new(config.rooms_per_hour)
             .map(|n| RateLimiter::keyed(Quota::per_hour(n).allow_burst(n)));
+        let per_minute = NonZeroU32::new(AUDITED_DENIALS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         let quotas = Arc::new(Quotas {
             room_events,
             new_rooms,
+            audited_denials: RateLimiter::keyed(Quota::per_minute(per_minute)),
             clock: DefaultClock::default(),
         });
-        if quotas.new_rooms.is_some() {
-            forget_idle(Arc::downgrade(&quotas));
-        }
+        forget_idle(Arc::downgrade(&quotas));
         quotas
     }
 
@@ -63,6 +71,13 @@ impl Quotas {
             },
             other => other,
         })
+    }
+
+    /// Whether this refusal of `action` to `user` on `room` (nil: no room) goes to the audit
+    /// log.
+    pub fn audit_denial(&self, user: Uuid, room: Uuid, action: &str) -> bool {
+        let key = (user, room, action.to_owned());
+        self.audited_denials.check_key(&key).is_ok()
     }
 
     /// Takes one new room from the user's hourly quota.
@@ -93,6 +108,8 @@ fn forget_idle(quotas: Weak<Quotas>) {
                 limiter.retain_recent();
                 limiter.shrink_to_fit();
             }
+            quotas.audited_denials.retain_recent();
+            quotas.audited_denials.shrink_to_fit();
         }
     });
 }

@@ -81,6 +81,9 @@ async fn audit_denied(
     room: &Room,
     action: &str,
 ) -> AppResult<()> {
+    if !state.quotas.audit_denial(caller.id(), room.id, action) {
+        return Ok(());
+    }
     audit::record(
         &state.db,
         audit::Entry::new(audit::Action::AccessDenied)

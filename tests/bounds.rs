@@ -14,7 +14,7 @@ use uuid::Uuid;
 use common::{
     cluster::TestCluster,
     sio::{ack_error, ack_ok, Auth, SioClient, Transport},
-    spawn_app_with,
+    spawn_app, spawn_app_with,
 };
 
 /// The pid of the spawned node listening on `port` (found by its environment).
@@ -492,4 +492,25 @@ async fn incoming_socket_packets_are_capped_at_64_kib() {
         )
         .await;
     ack_ok(&ack);
+}
+
+/// A loop probing a private room is refused every time, but only a few of its refusals per
+/// minute (per user, room and action) reach the audit log, which would otherwise grow without
+/// bound.
+#[tokio::test]
+async fn refusals_reach_the_audit_log_a_few_times_a_minute() {
+    let app = spawn_app().await;
+    let owner = app.register("owner").await;
+    let prober = app.register("prober").await;
+    let room = app.create_room(&owner, "secret", "private").await;
+    let path = format!("/api/rooms/{}", room["id"].as_str().unwrap());
+    for _ in 0..50 {
+        app.get(&path, Some(&prober.access))
+            .await
+            .error(404, "not_found");
+    }
+    assert_eq!(
+        app.audits("access_denied").await,
+        i64::from(huddle::quotas::AUDITED_DENIALS_PER_MINUTE)
+    );
 }

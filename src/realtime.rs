@@ -26,7 +26,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 use socketioxide::{extract::SocketRef, layer::SocketIoLayer, SendError, SocketError, SocketIo};
 use uuid::Uuid;
 
@@ -354,6 +354,17 @@ async fn uncancellable(effect: impl std::future::Future<Output = ()> + Send + 's
     }
 }
 
+/// An event's payload serialized once, for sending to many sockets.
+fn once(event: &str, data: &Value) -> Option<Box<RawValue>> {
+    match serde_json::value::to_raw_value(data) {
+        Ok(raw) => Some(raw),
+        Err(err) => {
+            tracing::error!(error = %err, event, "an event could not be serialized");
+            None
+        }
+    }
+}
+
 /// The `removed` event, as JSON.
 fn removed(room: &RoomRef, removal: Removal) -> Option<Value> {
     let removed = Removed {
@@ -429,13 +440,17 @@ impl Local {
     /// Sends to each socket on its own rather than through socketioxide's broadcast, whose
     /// error does not say which sockets failed: a socket whose outgoing queue is full must be
     /// disconnected (it would silently miss the event otherwise), so it has to be known. The
-    /// price is one serialization per socket instead of one per broadcast.
+    /// payload is serialized once, and each socket's packet copies those bytes (a `RawValue`
+    /// is written as it is), so the per-socket sends cost no serialization of their own.
     async fn emit(&self, channels: Vec<String>, event: &str, data: &Value) {
         if !self.open() {
             return;
         }
+        let Some(data) = once(event, data) else {
+            return;
+        };
         for socket in self.io.to(channels).sockets() {
-            self.send(&socket, event, data);
+            self.send(&socket, event, &data);
         }
     }
 
@@ -446,13 +461,16 @@ impl Local {
         }
         let sockets = self.io.to(channels).sockets();
         self.metrics.deliveries.add(sockets.len() as u64);
+        let Some(data) = once("message", data) else {
+            return;
+        };
         for socket in sockets {
-            self.send(&socket, "message", data);
+            self.send(&socket, "message", &data);
         }
     }
 
     /// One event to one socket, under the slow-consumer policy.
-    fn send(&self, socket: &SocketRef, event: &str, data: &Value) {
+    fn send<T: Serialize + ?Sized>(&self, socket: &SocketRef, event: &str, data: &T) {
         if let Err(err) = socket.emit(event, data) {
             sent_or_slow(socket, err);
         }

@@ -302,11 +302,15 @@ async fn publisher(cluster: std::sync::Weak<Cluster>, mut outgoing: mpsc::Receiv
             continue;
         }
         let mut pipe = redis::pipe();
+        let sent = batch.len() as u64;
         for payload in batch.drain(..) {
             pipe.publish(&c.bus, payload).ignore();
         }
         let mut redis = c.redis.clone();
         let result = pipe.query_async::<()>(&mut redis).await;
+        if result.is_err() {
+            c.unpublished.fetch_add(sent, Ordering::Relaxed);
+        }
         c.published(&result);
     }
 }

@@ -54,6 +54,19 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
+        render_metrics(&state),
     )
+}
+
+/// This node's metrics, and with several nodes the bus envelopes dropped while Redis failed.
+fn render_metrics(state: &AppState) -> String {
+    let mut text = state.metrics.render();
+    if let Some(cluster) = state.realtime.cluster() {
+        let name = "huddle_bus_unpublished_total";
+        text.push_str(&format!(
+            "# HELP {name} Operations for the other nodes dropped because Redis was failing or too slow.\n# TYPE {name} counter\n{name} {}\n",
+            cluster.unpublished()
+        ));
+    }
+    text
 }

@@ -4,8 +4,11 @@
 //! `invalid_input` (or `unauthorized` for tokens). The case counts keep this to a few seconds;
 //! `PROPTEST_CASES=100000 cargo test --test fuzz` runs a longer campaign.
 
+mod common;
+
 use std::time::Duration;
 
+use common::urlencode;
 use huddle::{
     auth::token::Keys,
     decode,
@@ -206,16 +209,4 @@ fn keys() -> Keys {
         &[b"fuzz-old-secret-fuzz-old-secret-fuzz-0"],
         Duration::from_secs(900),
     )
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -15,7 +15,7 @@ use std::{
 
 use common::{
     sio::{ack_ok, SioClient, Transport},
-    spawn_app, TestApp,
+    spawn_app, urlencode, TestApp,
 };
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use reqwest::Method;
@@ -327,16 +327,4 @@ async fn random_requests_to_every_route_get_contract_answers() {
     eprintln!("statuses: {answers:?}");
     app.get("/healthz", None).await.ok(200);
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a panic during fuzzing");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -385,3 +385,16 @@ pub async fn into_reply(res: reqwest::Response) -> Reply {
         body,
     }
 }
+
+/// Percent-encodes everything but ASCII letters and digits, for query strings of any text.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

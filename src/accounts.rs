@@ -143,7 +143,11 @@ async fn open_session(
     user_agent: Option<&str>,
 ) -> AppResult<Tokens> {
     let (refresh_token, refresh_hash) = token::new_refresh_token();
-    let expires_at = OffsetDateTime::now_utc() + state.config.refresh_token_ttl;
+    let lifetime = state
+        .config
+        .refresh_token_ttl
+        .min(state.config.session_max_age);
+    let expires_at = OffsetDateTime::now_utc() + lifetime;
     let user_agent = user_agent.map(|ua| ua.chars().take(256).collect::<String>());
     let session_id = store::sessions::create(
         &mut *tx,
@@ -177,7 +181,8 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Tokens>
     let (new_token, new_hash) = token::new_refresh_token();
     let expires_at = OffsetDateTime::now_utc() + state.config.refresh_token_ttl;
     let mut tx = state.db.begin().await?;
-    match store::sessions::rotate(&mut tx, &old_hash, &new_hash, expires_at).await? {
+    let max_age = state.config.session_max_age;
+    match store::sessions::rotate(&mut tx, &old_hash, &new_hash, expires_at, max_age).await? {
         Rotation::Rotated { session_id, user } => {
             tx.commit().await?;
             tokens(state, user.id, session_id, new_token)
@@ -279,8 +284,9 @@ pub async fn change_password(
     Ok(())
 }
 
-/// `huddle user create`: makes a user, or (if the name exists) sets its password and, with
-/// `admin`, makes it an admin. Returns the user and whether it was created.
+/// `huddle user create`: makes a user, or (if the name exists) sets its password, ends every
+/// session it had and, with `admin`, makes it an admin. Returns the user and whether it was
+/// created.
 pub async fn create_or_update_user(
     state: &AppState,
     username: &str,
@@ -290,9 +296,29 @@ pub async fn create_or_update_user(
     validate::username("username", username)?;
     validate::password("password", &password)?;
     let hash = state.passwords.hash(password).await?;
-    if let Some(user) = store::users::reset(&state.db, username, &hash, admin).await? {
+    // A reset is how an operator takes a compromised account back: whoever holds its sessions
+    // must lose them with the old password, as with `POST /api/me/password`.
+    let mut tx = state.db.begin().await?;
+    if let Some(user) = store::users::reset(&mut *tx, username, &hash, admin).await? {
+        let revoked = store::sessions::revoke_all_of_user(
+            &mut *tx,
+            user.id,
+            None,
+            RevokeReason::PasswordChanged,
+        )
+        .await?;
+        audit::record(
+            &mut *tx,
+            audit::Entry::new(audit::Action::PasswordChanged)
+                .target(user.id)
+                .detail(json!({ "sessions_revoked": revoked.len(), "by": "cli" })),
+        )
+        .await?;
+        tx.commit().await?;
+        state.realtime.disconnect_sessions(&revoked).await;
         return Ok((user, false));
     }
+    drop(tx);
     let user = store::users::create(
         &state.db,
         NewUser {

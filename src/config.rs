@@ -69,6 +69,8 @@ pub struct Config {
     pub jwt_secret_generated: bool,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// The longest a session lasts from its login, however often it is refreshed.
+    pub session_max_age: Duration,
     /// Messages replayed to a socket when it joins a room.
     pub history_limit: u32,
     /// Set: several nodes share one Redis. Unset: one node.
@@ -247,6 +249,12 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(
                 env.positive("REFRESH_TOKEN_TTL", 30 * 24 * 3600)?,
             ),
+            session_max_age: Duration::from_secs(u64::from(env.bounded(
+                "SESSION_MAX_AGE",
+                90 * 24 * 3600,
+                60,
+                10 * 365 * 24 * 3600,
+            )?)),
             history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
             redis_url: redis_url.map(SecretUrl),
             redis_prefix,

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod housekeeping;
 pub mod http;
 pub mod limits;
 pub mod messages;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{spawn_app, spawn_app_with};
+use common::{sio::Transport, spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -528,6 +528,54 @@ async fn a_password_change_revokes_every_other_session() {
     app.login_raw("pat", "a brand new one").await.ok(200);
 }
 
+/// `huddle user create` on an existing user is how an operator takes an account back: every
+/// session it had ends with the old password, live sockets included.
+#[tokio::test]
+async fn an_operator_password_reset_ends_every_session() {
+    let app = spawn_app().await;
+    let tess = app.register("tess").await;
+    let phone = app.login("tess", &tess.password).await;
+    let socket = app.socket(&phone.access, Transport::WebSocket).await;
+
+    let (user, created) = huddle::accounts::create_or_update_user(
+        &app.state,
+        "Tess",
+        "taken back by the operator".to_owned(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!((user.id, created), (tess.id, false));
+
+    for session in [&tess, &phone] {
+        app.get("/api/me", Some(&session.access))
+            .await
+            .error(401, "unauthorized");
+        app.post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": session.refresh}),
+        )
+        .await
+        .error(401, "unauthorized");
+    }
+    socket.wait_disconnected().await;
+    let revoked: i64 = sqlx::query_scalar(
+        "select count(*) from sessions where user_id = $1 and revoked_reason = 'password_changed'",
+    )
+    .bind(tess.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(revoked, 2);
+    app.login_raw("tess", &tess.password)
+        .await
+        .error(401, "invalid_credentials");
+    app.login_raw("tess", "taken back by the operator")
+        .await
+        .ok(200);
+}
+
 #[tokio::test]
 async fn a_wrong_current_password_changes_nothing() {
     let app = spawn_app().await;
@@ -683,4 +731,131 @@ async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_address() {
     assert_eq!(login(&app, "10.0.0.1").await, 401);
     assert_eq!(login(&app, "10.0.0.2").await, 401);
     assert_eq!(login(&app, "10.0.0.3").await, 429);
+}
+
+/// Refreshing extends a session up to `SESSION_MAX_AGE` after its login and never beyond: a
+/// refresh token kept fresh does not live forever.
+#[tokio::test]
+async fn a_session_ends_at_its_maximum_age_however_often_it_is_refreshed() {
+    let app = spawn_app_with(&[("SESSION_MAX_AGE", "3600")]).await;
+    let uma = app.register("uma").await;
+    let age = |secs: i64| {
+        sqlx::query(
+            "update sessions set created_at = now() - make_interval(secs => $2) where id = (
+                 select id from sessions where user_id = $1)",
+        )
+        .bind(uma.id)
+        .bind(secs as f64)
+    };
+    age(1800).execute(&app.db).await.unwrap();
+    let fresh = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": uma.refresh}),
+        )
+        .await
+        .ok(200)
+        .clone();
+    let left: f64 = sqlx::query_scalar(
+        "select extract(epoch from expires_at - now())::float8 from sessions where user_id = $1",
+    )
+    .bind(uma.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        (1700.0..=1800.0).contains(&left),
+        "the session should end 1 h after its login, {left} s from now"
+    );
+
+    // Half an hour and a second later (every timestamp of the session moved back by that much),
+    // the refreshed token is past the session's end.
+    sqlx::query(
+        "update sessions set created_at = created_at - interval '1801 seconds',
+                             expires_at = expires_at - interval '1801 seconds'
+         where user_id = $1",
+    )
+    .bind(uma.id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.post(
+        "/api/auth/refresh",
+        None,
+        json!({"refresh_token": fresh["refresh_token"]}),
+    )
+    .await
+    .error(401, "unauthorized");
+}
+
+/// Sessions that ended more than a week ago are deleted with their rotated refresh tokens; live
+/// ones and recently ended ones stay.
+#[tokio::test]
+async fn sessions_that_ended_long_ago_are_purged() {
+    let app = spawn_app().await;
+    let vic = app.register("vic").await;
+    let refreshed = app
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": vic.refresh}),
+        )
+        .await
+        .ok(200)
+        .clone();
+    let live = app.login("vic", &vic.password).await;
+    let recent = app.login("vic", &vic.password).await;
+    let expired = app.login("vic", &vic.password).await;
+    let reply = app
+        .request(Method::POST, "/api/auth/logout", Some(&recent.access), None)
+        .await;
+    assert_eq!(reply.status.as_u16(), 204);
+    let session_of = |access: &str| {
+        let claims = access.split('.').nth(1).unwrap().to_owned();
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+                .unwrap();
+        let claims: Value = serde_json::from_slice(&bytes).unwrap();
+        claims["sid"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap()
+    };
+    let old_logout = session_of(refreshed["access_token"].as_str().unwrap());
+    sqlx::query(
+        "update sessions set revoked_at = now() - interval '8 days', revoked_reason = 'logout'
+         where id = $1",
+    )
+    .bind(old_logout)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("update sessions set expires_at = now() - interval '8 days' where id = $1")
+        .bind(session_of(&expired.access))
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let purged = huddle::housekeeping::purge_ended_sessions(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("select id from sessions order by id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let mut kept = vec![session_of(&live.access), session_of(&recent.access)];
+    kept.sort();
+    assert_eq!(left, kept);
+    let rotated: i64 = sqlx::query_scalar("select count(*) from rotated_refresh_tokens")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        rotated, 0,
+        "the purged session's rotated token is gone with it"
+    );
+    app.get("/api/me", Some(&live.access)).await.ok(200);
 }

@@ -161,6 +161,19 @@ fn user_create_reads_the_password_from_stdin_and_can_make_an_admin() {
 
 #[test]
 fn serve_listens_and_stops_cleanly_on_sigterm() {
+    let log = serve_until_sigterm(&[]);
+    // Without CORS_ORIGINS any web page may call the API: the operator is told so.
+    assert!(
+        log.contains("CORS_ORIGINS is '*'"),
+        "no CORS warning in: {log}"
+    );
+    let log = serve_until_sigterm(&[("CORS_ORIGINS", "https://chat.example.com")]);
+    assert!(!log.contains("CORS_ORIGINS is '*'"), "{log}");
+}
+
+/// Starts `huddle` with `env`, waits until it answers, stops it with SIGTERM and checks that it
+/// exits cleanly. Returns its log (standard output, at `warn` here).
+fn serve_until_sigterm(env: &[(&str, &str)]) -> String {
     let db = Db::new();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -171,8 +184,9 @@ fn serve_listens_and_stops_cleanly_on_sigterm() {
         .env("DATABASE_URL", &db.url)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
@@ -206,4 +220,13 @@ fn serve_listens_and_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
 }

@@ -75,9 +75,13 @@ pub async fn rotate(
     old_hash: &[u8],
     new_hash: &[u8],
     expires_at: OffsetDateTime,
+    max_age: std::time::Duration,
 ) -> sqlx::Result<Rotation> {
+    // A rotation extends the session up to `max_age` after its login, never beyond: a stolen
+    // refresh token kept fresh cannot last forever.
     let rotated = sqlx::query!(
-        r#"update sessions s set refresh_token_hash = $2, refreshed_at = now(), expires_at = $3
+        r#"update sessions s set refresh_token_hash = $2, refreshed_at = now(),
+               expires_at = least($3, s.created_at + make_interval(secs => $4))
            from users u
            where s.refresh_token_hash = $1 and u.id = s.user_id
              and s.revoked_at is null and s.expires_at > now() and u.disabled_at is null
@@ -85,6 +89,7 @@ pub async fn rotate(
         old_hash,
         new_hash,
         expires_at,
+        max_age.as_secs_f64(),
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -156,6 +161,29 @@ pub async fn revoke_all_of_user(
     )
     .fetch_all(db)
     .await
+}
+
+/// Deletes up to `limit` sessions that were revoked, or expired, more than `kept` ago (their
+/// rotated refresh tokens go with them). Returns how many.
+pub async fn purge_ended(
+    db: impl PgExecutor<'_>,
+    kept: std::time::Duration,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query!(
+        r#"delete from sessions where id in (
+               select id from sessions
+               where revoked_at < now() - make_interval(secs => $1)
+                  or expires_at < now() - make_interval(secs => $1)
+               limit $2
+               for update skip locked
+           )"#,
+        kept.as_secs_f64(),
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// Of these sessions, the ones that are no longer live: revoked, or their user disabled (or

@@ -207,11 +207,18 @@ impl Realtime {
             let mut channels = Vec::with_capacity(1 + c.also_to.len());
             channels.push(room_channel(c.room.id));
             channels.extend(c.also_to.iter().cloned());
-            let Some(data) = to_value("message", &UserMessage::new(&c.message, &c.room)) else {
+            // Serialized once, straight from the message: the same bytes go to every socket
+            // here, and only the other nodes' envelope needs it as a JSON value.
+            let Some(raw) = once("message", &UserMessage::new(&c.message, &c.room)) else {
                 continue;
             };
-            self.local.deliver(channels.clone(), &data).await;
-            self.tell_others(Op::Deliver { channels, data }).await;
+            self.local.deliver(channels.clone(), &raw).await;
+            if self.cluster.is_some() {
+                match serde_json::from_str(raw.get()) {
+                    Ok(data) => self.tell_others(Op::Deliver { channels, data }).await,
+                    Err(err) => tracing::error!(error = %err, "a message could not be re-read"),
+                }
+            }
         }
     }
 
@@ -355,7 +362,7 @@ async fn uncancellable(effect: impl std::future::Future<Output = ()> + Send + 's
 }
 
 /// An event's payload serialized once, for sending to many sockets.
-fn once(event: &str, data: &Value) -> Option<Box<RawValue>> {
+fn once<T: Serialize + ?Sized>(event: &str, data: &T) -> Option<Box<RawValue>> {
     match serde_json::value::to_raw_value(data) {
         Ok(raw) => Some(raw),
         Err(err) => {
@@ -454,18 +461,16 @@ impl Local {
         }
     }
 
-    /// A committed message to this node's sockets in `channels`, counted as deliveries.
-    async fn deliver(&self, channels: Vec<String>, data: &Value) {
+    /// A committed message, serialized, to this node's sockets in `channels`, counted as
+    /// deliveries.
+    async fn deliver(&self, channels: Vec<String>, data: &RawValue) {
         if !self.open() {
             return;
         }
         let sockets = self.io.to(channels).sockets();
         self.metrics.deliveries.add(sockets.len() as u64);
-        let Some(data) = once("message", data) else {
-            return;
-        };
         for socket in sockets {
-            self.send(&socket, "message", &data);
+            self.send(&socket, "message", data);
         }
     }
 
@@ -543,7 +548,11 @@ impl cluster::Apply for Local {
                     event,
                     data,
                 } => self.emit(channels, &event, &data).await,
-                Op::Deliver { channels, data } => self.deliver(channels, &data).await,
+                Op::Deliver { channels, data } => {
+                    if let Some(raw) = once("message", &data) {
+                        self.deliver(channels, &raw).await;
+                    }
+                }
                 Op::Disconnect { channels } => self.disconnect(channels).await,
                 Op::Evict {
                     channel,

@@ -27,19 +27,33 @@ const CLIENT_TRAFFIC: &[&str] = &[
     "h2",
 ];
 
-/// The cap on `CLIENT_TRAFFIC`; everything else passes to `RUST_LOG`'s filter.
-fn client_traffic_cap() -> Targets {
-    Targets::new()
-        .with_default(LevelFilter::TRACE)
-        .with_targets(CLIENT_TRAFFIC.iter().map(|t| (*t, LevelFilter::INFO)))
+/// The cap on `CLIENT_TRAFFIC`; everything else passes to `RUST_LOG`'s filter, whose most
+/// verbose level (`most`) is the cap's default. That default matters for speed, not for what is
+/// logged: the subscriber's overall level is the most verbose of its filters', and it decides
+/// which `log` records (tungstenite logs every frame at trace) are even handed to tracing. A
+/// cap defaulting to TRACE would have every frame's record built and filtered at run time.
+fn client_traffic_cap(most: LevelFilter) -> Targets {
+    Targets::new().with_default(most).with_targets(
+        CLIENT_TRAFFIC
+            .iter()
+            .map(|t| (*t, LevelFilter::INFO.min(most))),
+    )
+}
+
+/// `RUST_LOG`'s filter and the cap on client traffic, as one subscriber without an output.
+fn filtered(
+    filter: EnvFilter,
+) -> impl tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> {
+    let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(client_traffic_cap(most))
 }
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(client_traffic_cap());
+    let registry = filtered(filter);
     // try_init: a second call (tests start many apps in one process) is harmless.
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer()).try_init(),
@@ -55,8 +69,24 @@ mod tests {
     use tracing::Level;
 
     #[test]
+    fn the_cap_does_not_make_the_subscriber_more_verbose_than_rust_log() {
+        for (rust_log, most) in [
+            ("warn", LevelFilter::WARN),
+            ("info,sqlx=warn", LevelFilter::INFO),
+            ("warn,huddle=debug", LevelFilter::DEBUG),
+        ] {
+            let subscriber = filtered(EnvFilter::new(rust_log));
+            assert_eq!(
+                tracing::Subscriber::max_level_hint(&subscriber),
+                Some(most),
+                "{rust_log}"
+            );
+        }
+    }
+
+    #[test]
     fn the_cap_holds_client_traffic_to_info_and_nothing_else() {
-        let cap = client_traffic_cap();
+        let cap = client_traffic_cap(LevelFilter::TRACE);
         assert!(!cap.would_enable("socketioxide::socket", &Level::DEBUG));
         assert!(!cap.would_enable("engineioxide", &Level::TRACE));
         assert!(!cap.would_enable("tungstenite::protocol", &Level::TRACE));

@@ -5,7 +5,16 @@
 //! this to these rooms", "disconnect these rooms", "take these sockets out of that room". Every
 //! node applies what it hears to its own sockets. Questions that need every node's answer (how
 //! many sockets does this user have in this room, who is online) go out on the same channel, and
-//! each node answers on the asker's own reply channel.
+//! each node answers on the asker's own reply channel, naming itself.
+//!
+//! Who "every node" is comes from a registry, not from counting the bus's subscribers (anyone
+//! may subscribe to the bus, e.g. an operator's `redis-cli`, and would then be waited for on
+//! every question). Each node, while it hears the bus, keeps itself in the sorted set
+//! `<prefix>:nodes` with an expiry (Redis's clock) a few refreshes ahead, drops expired members,
+//! and caches the other members; a question waits only for those. A node that (re)joins says so
+//! on `<prefix>:joined`, so the others re-read the set at once rather than at their next
+//! refresh. A node that dies stays in the set until its entry expires (`NODE_TTL`): questions
+//! meanwhile wait the full timeout for it, counted in `huddle_cluster_query_timeouts_total`.
 //!
 //! Why not socketioxide's Redis adapter: after a Redis outage it never resubscribes, so nodes
 //! stay deaf to each other until restarted. Here the subscriber reconnects with backoff, and an
@@ -15,9 +24,10 @@
 //! message: clients on other nodes catch up with `joinRoom {since}` (or `history {after}`).
 
 use std::{
+    collections::HashSet,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, RwLock,
     },
     time::Duration,
 };
@@ -80,6 +90,8 @@ struct Envelope {
 #[derive(Serialize, Deserialize)]
 struct Reply {
     id: Uuid,
+    /// The answering node: each known node's answer is awaited once.
+    node: Uuid,
     answer: Value,
 }
 
@@ -94,8 +106,21 @@ pub struct Cluster {
     node: Uuid,
     bus: String,
     reply_prefix: String,
+    /// The registry's sorted set, and the channel a node (re)joining announces itself on.
+    nodes_key: String,
+    joined: String,
     redis: ConnectionManager,
-    waiting: DashMap<Uuid, mpsc::UnboundedSender<Value>>,
+    waiting: DashMap<Uuid, mpsc::UnboundedSender<(Uuid, Value)>>,
+    /// The other live nodes, as last read from the registry: whom a question waits for.
+    others: RwLock<HashSet<Uuid>>,
+    /// Wakes the registry task before its next tick: this node (re)subscribed, or another node
+    /// joined.
+    refresh: Arc<tokio::sync::Notify>,
+    /// Set on each (re)subscription: the next registry refresh tells the others this node is
+    /// there, so they need not wait for their own next refresh to ask it.
+    announce: AtomicBool,
+    /// Questions that gave up waiting for a known node.
+    query_timeouts: AtomicU64,
     /// True while the subscriber is connected (and so this node hears the others).
     subscribed: AtomicBool,
     /// True while publishing works; used to log an outage once rather than per message.
@@ -115,6 +140,11 @@ pub struct Cluster {
 
 /// How long a question waits for the other nodes' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often a node renews its registry entry and re-reads the others'.
+const NODE_REFRESH: Duration = Duration::from_millis(2500);
+/// How long an entry lives unrenewed: a few refreshes, so one slow round trip drops no node,
+/// and a dead node is waited for this long at most.
+const NODE_TTL: Duration = Duration::from_secs(10);
 /// Redis commands give up after this, so an outage costs a request this much at most.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// Envelopes that may wait for the publisher; past this they are dropped (and counted) rather
@@ -139,8 +169,14 @@ impl Cluster {
             node,
             bus: format!("{prefix}:bus"),
             reply_prefix: format!("{prefix}:reply:"),
+            nodes_key: format!("{prefix}:nodes"),
+            joined: format!("{prefix}:joined"),
             redis,
             waiting: DashMap::new(),
+            others: RwLock::new(HashSet::new()),
+            refresh: Arc::new(tokio::sync::Notify::new()),
+            announce: AtomicBool::new(false),
+            query_timeouts: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(true),
             outbox,
@@ -151,6 +187,7 @@ impl Cluster {
         });
         tokio::spawn(subscribe(client, Arc::downgrade(&cluster), local));
         tokio::spawn(publisher(Arc::downgrade(&cluster), outgoing));
+        tokio::spawn(registry(Arc::downgrade(&cluster), cluster.refresh.clone()));
         tracing::info!(node.id = %node, prefix, "cluster mode: nodes meet over Redis");
         Ok(cluster)
     }
@@ -236,24 +273,16 @@ impl Cluster {
         }
     }
 
-    /// Asks every other node; returns the answers that came within the timeout.
+    /// Asks every other node; returns the answers that came within the timeout. Waits for the
+    /// nodes in the registry only (see the module doc); a node that answers without being known
+    /// yet (it has just joined) is counted too.
     pub async fn ask(&self, query: Query) -> Vec<Value> {
         // Without the subscription no answer could reach us; without Redis no question goes out.
         if !self.subscribed.load(Ordering::Acquire) || !self.redis_usable() {
             return Vec::new();
         }
-        let mut redis = self.redis.clone();
-        let listeners: Result<(String, i64), _> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&self.bus)
-            .query_async(&mut redis)
-            .await;
-        let Ok((_, listeners)) = listeners else {
-            self.redis_failed();
-            return Vec::new();
-        };
-        let others = listeners - i64::from(self.subscribed.load(Ordering::Acquire));
-        if others <= 0 {
+        let mut expected = self.other_nodes();
+        if expected.is_empty() {
             return Vec::new();
         }
         let id = Uuid::new_v4();
@@ -265,20 +294,96 @@ impl Cluster {
             query,
         })
         .await;
+        let mut answered = HashSet::new();
         let mut answers = Vec::new();
         let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
-        while (answers.len() as i64) < others {
+        while !expected.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(answer)) => answers.push(answer),
-                _ => break,
+                Ok(Some((node, answer))) => {
+                    // A node answers once; a duplicate (a replayed reply) must not count twice.
+                    if answered.insert(node) {
+                        expected.remove(&node);
+                        answers.push(answer);
+                    }
+                }
+                _ => {
+                    self.query_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        missing = expected.len(),
+                        "a question timed out waiting for nodes"
+                    );
+                    break;
+                }
             }
         }
         self.waiting.remove(&id);
         answers
     }
 
+    /// The other live nodes as last read from the registry.
+    fn other_nodes(&self) -> HashSet<Uuid> {
+        match self.others.read() {
+            Ok(others) => others.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_other_nodes(&self, nodes: HashSet<Uuid>) {
+        match self.others.write() {
+            Ok(mut others) => *others = nodes,
+            Err(poisoned) => *poisoned.into_inner() = nodes,
+        }
+    }
+
+    /// Questions that gave up waiting for a node the registry listed (it died, or is too slow).
+    pub fn query_timeouts(&self) -> u64 {
+        self.query_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Renews this node's registry entry, or takes it out while this node does not hear the bus
+    /// (a node that cannot hear questions must not be waited for); drops expired entries, and
+    /// caches the other nodes.
+    async fn refresh_registry(&self, announce: bool) -> redis::RedisResult<()> {
+        let register = self.subscribed.load(Ordering::Acquire);
+        let mut redis = self.redis.clone();
+        let members: Vec<String> = REGISTRY_SCRIPT
+            .key(&self.nodes_key)
+            .arg(self.node.to_string())
+            .arg(NODE_TTL.as_millis() as u64)
+            .arg(if register { "1" } else { "0" })
+            .invoke_async(&mut redis)
+            .await?;
+        let others = members
+            .iter()
+            .filter_map(|m| Uuid::parse_str(m).ok())
+            .filter(|n| *n != self.node)
+            .collect();
+        self.set_other_nodes(others);
+        if register && announce {
+            redis
+                .publish::<_, _, i64>(&self.joined, self.node.to_string())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes this node out of the registry, so that no one waits for it any more.
+    async fn leave_registry(&self) {
+        let mut redis = self.redis.clone();
+        // Bounded by the connection's response timeout (`COMMAND_TIMEOUT`).
+        let removed = redis.zrem::<_, _, i64>(&self.nodes_key, self.node.to_string());
+        if let Err(err) = removed.await {
+            tracing::debug!(error = %err, "could not leave the node registry");
+        }
+    }
+
     async fn reply(&self, to: Uuid, id: Uuid, answer: Value) {
-        let Ok(payload) = serde_json::to_string(&Reply { id, answer }) else {
+        let reply = Reply {
+            id,
+            node: self.node,
+            answer,
+        };
+        let Ok(payload) = serde_json::to_string(&reply) else {
             return;
         };
         let mut redis = self.redis.clone();
@@ -286,6 +391,79 @@ impl Cluster {
         if let Err(err) = redis.publish::<_, _, i64>(channel, payload).await {
             tracing::debug!(error = %err, "could not answer another node");
         }
+    }
+}
+
+/// The registry round trip, atomic on Redis's clock. KEYS[1]: the sorted set; ARGV[1]: this
+/// node's id; ARGV[2]: the entry's lifetime in ms; ARGV[3]: '1' to renew the entry, '0' to take
+/// it out. Returns the live members.
+const REGISTRY: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"#;
+
+static REGISTRY_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(REGISTRY));
+
+/// Keeps this node's registry entry fresh and its list of the others current, for as long as
+/// the cluster exists; on SIGTERM or Ctrl-C (the server's graceful shutdown) it takes the
+/// entry out at once rather than letting it expire, so that no question waits for this node.
+async fn registry(cluster: std::sync::Weak<Cluster>, refresh: Arc<tokio::sync::Notify>) {
+    let mut tick = tokio::time::interval(NODE_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = refresh.notified() => {}
+            () = &mut stopping => {
+                if let Some(c) = cluster.upgrade() {
+                    c.leave_registry().await;
+                }
+                return;
+            }
+        }
+        let Some(c) = cluster.upgrade() else { return };
+        let announce = c.announce.swap(false, Ordering::AcqRel);
+        if let Err(err) = c.refresh_registry(announce).await {
+            tracing::debug!(error = %err, "could not refresh the node registry");
+            if announce {
+                c.announce.store(true, Ordering::Release);
+            }
+            if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
+                c.redis_failed();
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT, as the server's shutdown does.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
     }
 }
 
@@ -326,11 +504,13 @@ async fn subscribe(
     loop {
         let Some(c) = cluster.upgrade() else { return };
         let (bus, replies) = (c.bus.clone(), format!("{}{}", c.reply_prefix, c.node));
+        let joined = c.joined.clone();
         drop(c);
         let connected = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&bus).await?;
             pubsub.subscribe(&replies).await?;
+            pubsub.subscribe(&joined).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(2), connected).await {
@@ -338,6 +518,8 @@ async fn subscribe(
                 backoff = Duration::from_millis(100);
                 if let Some(c) = cluster.upgrade() {
                     c.subscribed.store(true, Ordering::Release);
+                    c.announce.store(true, Ordering::Release);
+                    c.refresh.notify_one();
                     c.resubscribed.notify_waiters();
                 }
                 tracing::info!("subscribed to the cluster bus");
@@ -372,14 +554,20 @@ async fn subscribe(
                                 tracing::warn!(error = %err, "unreadable message on the cluster bus")
                             }
                         }
+                    } else if msg.get_channel_name() == joined {
+                        if payload != c.node.to_string() {
+                            c.refresh.notify_one();
+                        }
                     } else if let Ok(reply) = serde_json::from_str::<Reply>(&payload) {
                         if let Some(waiting) = c.waiting.get(&reply.id) {
-                            let _ = waiting.send(reply.answer);
+                            let _ = waiting.send((reply.node, reply.answer));
                         }
                     }
                 }
                 if let Some(c) = cluster.upgrade() {
                     c.subscribed.store(false, Ordering::Release);
+                    // Deaf now: out of the registry, so that no one waits for this node.
+                    c.refresh.notify_one();
                 }
                 tracing::warn!("lost the cluster bus (Redis went away); reconnecting");
             }

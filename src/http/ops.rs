@@ -58,7 +58,8 @@ async fn metrics(
     )
 }
 
-/// This node's metrics, and with several nodes the bus envelopes dropped while Redis failed.
+/// This node's metrics, and with several nodes the bus envelopes dropped while Redis failed
+/// and the questions that timed out waiting for a node.
 fn render_metrics(state: &AppState) -> String {
     let mut text = state.metrics.render();
     if let Some(cluster) = state.realtime.cluster() {
@@ -66,6 +67,11 @@ fn render_metrics(state: &AppState) -> String {
         text.push_str(&format!(
             "# HELP {name} Operations for the other nodes dropped because Redis was failing or too slow.\n# TYPE {name} counter\n{name} {}\n",
             cluster.unpublished()
+        ));
+        let name = "huddle_cluster_query_timeouts_total";
+        text.push_str(&format!(
+            "# HELP {name} Questions to the other nodes that gave up waiting for a registered node's answer.\n# TYPE {name} counter\n{name} {}\n",
+            cluster.query_timeouts()
         ));
     }
     text

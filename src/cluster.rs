@@ -4,8 +4,8 @@
 //! one Redis pub/sub channel, every operation that concerns sockets wherever they are: "emit
 //! this to these rooms", "disconnect these rooms", "take these sockets out of that room". Every
 //! node applies what it hears to its own sockets. Questions that need every node's answer (how
-//! many sockets does this user have in this room, who is online) go out on the same channel, and
-//! each node answers on the asker's own reply channel, naming itself.
+//! many sockets does this user have in this room or anywhere, who is online) go out on the same
+//! channel, and each node answers on the asker's own reply channel, naming itself.
 //!
 //! Who "every node" is comes from a registry, not from counting the bus's subscribers (anyone
 //! may subscribe to the bus, e.g. an operator's `redis-cli`, and would then be waited for on
@@ -76,6 +76,8 @@ pub enum Op {
 pub enum Query {
     /// How many sockets `user` has in `room` (a number).
     SocketsInRoom { room: Uuid, user: Uuid },
+    /// How many sockets `user` has at all (a number).
+    SocketsOfUser { user: Uuid },
     /// The users with a socket in `room` (user refs).
     UsersInRoom { room: Uuid },
 }

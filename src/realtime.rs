@@ -425,9 +425,18 @@ pub(crate) fn sent_or_slow(socket: &SocketRef, err: SendError) {
     }
 }
 
-/// Whether `user` may open one more socket on this node (`MAX_SOCKETS_PER_USER`).
-pub(crate) fn below_socket_cap(state: &AppState, user: Uuid) -> bool {
-    state.realtime.local.sockets_of(user) < state.config.max_sockets_per_user
+/// Whether `user` may open one more socket (`MAX_SOCKETS_PER_USER`), counting the user's
+/// sockets on every node. Nodes that cannot be asked (Redis unusable, or too slow to answer)
+/// count as none: the cap then holds per node rather than refusing every connection.
+pub(crate) async fn below_socket_cap(state: &AppState, user: Uuid) -> bool {
+    let realtime = &state.realtime;
+    let mut count = realtime.local.sockets_of(user);
+    if let Some(cluster) = &realtime.cluster {
+        for answer in cluster.ask(Query::SocketsOfUser { user }).await {
+            count += answer.as_u64().unwrap_or(0) as usize;
+        }
+    }
+    count < state.config.max_sockets_per_user
 }
 
 /// This node's sockets.
@@ -567,6 +576,7 @@ impl cluster::Apply for Local {
     fn answer(&self, query: Query) -> Value {
         match query {
             Query::SocketsInRoom { room, user } => json!(self.sockets_in_room(room, user)),
+            Query::SocketsOfUser { user } => json!(self.sockets_of(user)),
             Query::UsersInRoom { room } => {
                 json!(self.users_in_room(room).into_values().collect::<Vec<_>>())
             }

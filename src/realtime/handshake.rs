@@ -1,6 +1,7 @@
 //! The connection handshake: the access token is checked exactly as on REST before the socket
 //! exists; a refused client gets `connect_error` with message `unauthorized` (or
-//! `too_many_connections` when the user already has `MAX_SOCKETS_PER_USER` sockets on the node).
+//! `too_many_connections` when the user already has `MAX_SOCKETS_PER_USER` sockets, counted on
+//! every node).
 
 use serde_json::Value;
 use socketioxide::{
@@ -23,7 +24,7 @@ pub(crate) enum Refused {
     Unauthorized,
     #[error("unavailable")]
     Unavailable,
-    /// The user already has `MAX_SOCKETS_PER_USER` sockets on this node.
+    /// The user already has `MAX_SOCKETS_PER_USER` sockets (on every node together).
     #[error("too_many_connections")]
     TooManyConnections,
 }
@@ -73,7 +74,7 @@ async fn admit(
             AppError::Unavailable(_) => Refused::Unavailable,
             _ => Refused::Unauthorized,
         })?;
-    if !super::below_socket_cap(&state, user.id()) {
+    if !super::below_socket_cap(&state, user.id()).await {
         return Err(Refused::TooManyConnections);
     }
     s.join(vec![

@@ -111,7 +111,7 @@ pub async fn login(
         state.passwords.verify(String::new(), None).await?;
         return Err(AppError::InvalidCredentials);
     }
-    let attempt = state.auth_limits.login_attempt(address, username)?;
+    let attempt = state.auth_limits.login_attempt(address, username).await?;
     let found = store::users::credentials(&state.db, username).await?;
     let (hash, found) = match found {
         Some(c) => (Some(c.password_hash.clone()), Some(c)),
@@ -121,7 +121,7 @@ pub async fn login(
         attempt.failed();
         return Err(AppError::InvalidCredentials);
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     let credentials = found.ok_or(AppError::InvalidCredentials)?;
     if credentials.disabled {
         return Err(AppError::AccountDisabled);
@@ -254,13 +254,14 @@ pub async fn change_password(
     }
     let attempt = state
         .auth_limits
-        .password_change_attempt(caller.session_id)?;
+        .password_change_attempt(caller.session_id)
+        .await?;
     let hash = store::users::password_hash(&state.db, caller.id()).await?;
     if !state.passwords.verify(current, hash).await? {
         attempt.failed();
         return Err(AppError::InvalidCredentials);
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     let new_hash = state.passwords.hash(new).await?;
     let mut tx = state.db.begin().await?;
     store::users::set_password_hash(&mut *tx, caller.id(), &new_hash).await?;

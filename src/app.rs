@@ -78,7 +78,7 @@ impl AppState {
                 config.access_token_ttl,
             )),
             passwords: Passwords::new(config.password_hash_concurrency, config.password_hash_queue),
-            auth_limits: AuthLimits::new(config.auth_rate),
+            auth_limits: AuthLimits::new(config.auth_rate, shared_limits.clone()),
             quotas: Quotas::new(&config, shared_limits.clone()),
             message_limits: MessageLimits::new(
                 config.message_rate,

@@ -18,13 +18,21 @@
 //! (and forgets the pair's failures), as does an attempt that ends in neither outcome (an error).
 //! Unknown usernames are counted like known ones, so the limits say nothing about which exist.
 //!
-//! `AUTH_RATE=0` turns them all off. These live in this process; the per-user message limit,
-//! which must hold across nodes, is separate.
+//! `AUTH_RATE=0` turns them all off.
+//!
+//! With several nodes (`REDIS_URL`) every one of these buckets lives in Redis (`SharedBuckets`:
+//! GCRA scripts run atomically by Redis, on Redis's clock, each key expiring once its bucket is
+//! full again), so a guesser gains nothing by spreading attempts over the nodes. The same rules
+//! hold there: cells are taken before the password check (all of an attempt's buckets or none,
+//! in one script), given back on success or error, and a success forgets the pair's failures.
+//! While Redis is unusable each node falls back to its own in-memory buckets, as a single node
+//! always uses: the limits then hold per node, which is better than refusing every login during
+//! the outage. An attempt gives its cells back where it took them.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
-    sync::{Arc, Weak},
+    sync::{Arc, LazyLock, Weak},
     time::{Duration, Instant},
 };
 
@@ -35,7 +43,7 @@ use governor::{
 };
 use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::{cluster::Cluster, error::AppError};
 
 /// Failed logins allowed per (address, username), and per session for a password change.
 const FAILED_LOGINS: u32 = 5;
@@ -59,6 +67,21 @@ impl FailureKey {
         match self {
             FailureKey::Username(_) => FAILED_LOGINS_GLOBAL,
             FailureKey::Pair(..) | FailureKey::Session(_) => FAILED_LOGINS,
+        }
+    }
+
+    /// Its bucket in Redis. A valid username has no `:`, so the pair's key is unambiguous.
+    fn shared(&self) -> SharedCell {
+        let key = match self {
+            FailureKey::Pair(address, name) => format!("auth:pair:{name}:{address}"),
+            FailureKey::Username(name) => format!("auth:user:{name}"),
+            FailureKey::Session(session) => format!("auth:session:{session}"),
+        };
+        let allowed = self.allowed();
+        SharedCell {
+            key,
+            interval_ms: FAILED_LOGIN_WINDOW.as_millis() as f64 / f64::from(allowed),
+            burst: allowed,
         }
     }
 }
@@ -104,6 +127,9 @@ impl Bucket {
 pub struct AuthLimits {
     per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     failures: Option<DashMap<FailureKey, Bucket>>,
+    /// With several nodes: where the buckets live while Redis is usable.
+    shared: Option<SharedBuckets>,
+    auth_rate: u32,
     clock: DefaultClock,
 }
 
@@ -113,6 +139,8 @@ pub struct AuthLimits {
 pub struct LoginAttempt {
     limits: Arc<AuthLimits>,
     keys: Vec<FailureKey>,
+    /// Whether the cells were taken in Redis (else in this node's memory).
+    shared: bool,
     failed: bool,
 }
 
@@ -124,7 +152,21 @@ impl LoginAttempt {
 
     /// The password was right: this address's failures for the username are forgotten, and the
     /// cell of the username's global bucket is given back (the others' failures still count).
-    pub fn succeeded(mut self) {
+    pub async fn succeeded(mut self) {
+        if self.shared {
+            // Done here rather than left to `drop`, so that the next attempt (maybe on another
+            // node) already sees the forgotten failures.
+            self.failed = true;
+            if let Some(shared) = &self.limits.shared {
+                let cells: Vec<(SharedCell, bool)> = self
+                    .keys
+                    .iter()
+                    .map(|key| (key.shared(), !matches!(key, FailureKey::Username(_))))
+                    .collect();
+                shared.give_back(&cells).await;
+            }
+            return;
+        }
         if let Some(map) = &self.limits.failures {
             self.keys.retain(|key| match key {
                 FailureKey::Username(_) => true,
@@ -140,6 +182,17 @@ impl LoginAttempt {
 impl Drop for LoginAttempt {
     fn drop(&mut self) {
         if self.failed {
+            return;
+        }
+        if self.shared {
+            // `drop` cannot wait: the cells come back a moment later, from a task.
+            let (limits, keys) = (self.limits.clone(), std::mem::take(&mut self.keys));
+            tokio::spawn(async move {
+                if let Some(shared) = &limits.shared {
+                    let cells: Vec<_> = keys.iter().map(|key| (key.shared(), false)).collect();
+                    shared.give_back(&cells).await;
+                }
+            });
             return;
         }
         let Some(map) = &self.limits.failures else {
@@ -166,17 +219,22 @@ pub fn address_key(address: IpAddr) -> IpAddr {
 }
 
 impl AuthLimits {
-    /// `auth_rate` per minute per address; 0 turns every auth limit off.
-    pub fn new(auth_rate: u32) -> Arc<Self> {
+    /// `auth_rate` per minute per address; 0 turns every auth limit off. `shared`: the cluster
+    /// and this cluster's Redis prefix, when there are several nodes.
+    pub fn new(auth_rate: u32, shared: Option<(Arc<Cluster>, String)>) -> Arc<Self> {
         let limits = Arc::new(match NonZeroU32::new(auth_rate) {
             None => AuthLimits {
                 per_address: None,
                 failures: None,
+                shared: None,
+                auth_rate,
                 clock: DefaultClock::default(),
             },
             Some(rate) => AuthLimits {
                 per_address: Some(RateLimiter::keyed(Quota::per_minute(rate))),
                 failures: Some(DashMap::new()),
+                shared: shared.map(|(cluster, prefix)| SharedBuckets::new(cluster, &prefix)),
+                auth_rate,
                 clock: DefaultClock::default(),
             },
         });
@@ -187,24 +245,34 @@ impl AuthLimits {
     }
 
     /// Takes one request from the address's bucket, or says how long to wait.
-    pub fn check_address(&self, address: IpAddr) -> Result<(), AppError> {
+    pub async fn check_address(&self, address: IpAddr) -> Result<(), AppError> {
         let Some(limiter) = &self.per_address else {
             return Ok(());
         };
+        let message = "too many requests from this address; try again later";
+        let address = address_key(address);
+        if let Some(shared) = &self.shared {
+            // The governor quota below, as GCRA: `auth_rate` a minute, all of them at once.
+            let cell = SharedCell {
+                key: format!("auth:addr:{address}"),
+                interval_ms: 60_000.0 / f64::from(self.auth_rate.max(1)),
+                burst: self.auth_rate.max(1),
+            };
+            match shared.take(std::slice::from_ref(&cell)).await {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(wait)) => return Err(refused(message, wait)),
+                None => {}
+            }
+        }
         limiter
-            .check_key(&address_key(address))
-            .map_err(|not_until| {
-                refused(
-                    "too many requests from this address; try again later",
-                    not_until.wait_time_from(self.clock.now()),
-                )
-            })
+            .check_key(&address)
+            .map_err(|not_until| refused(message, not_until.wait_time_from(self.clock.now())))
     }
 
     /// Before checking a login's password: takes a cell from the (address, username) bucket
     /// and from the username's global one, or refuses while either is empty. `username` must
     /// already be a valid username (ASCII), so that lowercasing it is the one way to spell it.
-    pub fn login_attempt(
+    pub async fn login_attempt(
         self: &Arc<Self>,
         address: IpAddr,
         username: &str,
@@ -214,26 +282,41 @@ impl AuthLimits {
             FailureKey::Pair(address_key(address), name.clone()),
             FailureKey::Username(name),
         ])
+        .await
     }
 
     /// Before checking the current password of a password change by `session`.
-    pub fn password_change_attempt(
+    pub async fn password_change_attempt(
         self: &Arc<Self>,
         session: Uuid,
     ) -> Result<LoginAttempt, AppError> {
-        self.take(vec![FailureKey::Session(session)])
+        self.take(vec![FailureKey::Session(session)]).await
     }
 
-    /// Takes a cell from each key's bucket (made on first use), all or none.
-    fn take(self: &Arc<Self>, keys: Vec<FailureKey>) -> Result<LoginAttempt, AppError> {
+    /// Takes a cell from each key's bucket (made on first use), all or none: in Redis when it
+    /// is usable, else here.
+    async fn take(self: &Arc<Self>, keys: Vec<FailureKey>) -> Result<LoginAttempt, AppError> {
         let mut attempt = LoginAttempt {
             limits: self.clone(),
             keys: Vec::with_capacity(keys.len()),
+            shared: false,
             failed: false,
         };
         let Some(map) = &self.failures else {
             return Ok(attempt);
         };
+        if let Some(shared) = &self.shared {
+            let cells: Vec<SharedCell> = keys.iter().map(FailureKey::shared).collect();
+            match shared.take(&cells).await {
+                Some(Ok(())) => {
+                    attempt.keys = keys;
+                    attempt.shared = true;
+                    return Ok(attempt);
+                }
+                Some(Err(wait)) => return Err(refused(FAILED_LOGINS_REFUSED, wait)),
+                None => {}
+            }
+        }
         let now = Instant::now();
         for key in keys {
             let taken = map
@@ -242,16 +325,15 @@ impl AuthLimits {
                 .take(key.allowed(), now);
             if let Err(wait) = taken {
                 // `attempt` is dropped here and gives back the cells already taken.
-                return Err(refused(
-                    "too many failed logins for this username; try again later",
-                    wait,
-                ));
+                return Err(refused(FAILED_LOGINS_REFUSED, wait));
             }
             attempt.keys.push(key);
         }
         Ok(attempt)
     }
 }
+
+const FAILED_LOGINS_REFUSED: &str = "too many failed logins for this username; try again later";
 
 fn refused(message: &str, retry_after: Duration) -> AppError {
     AppError::RateLimited {
@@ -289,53 +371,186 @@ impl AuthLimits {
     }
 }
 
+/// One GCRA bucket in Redis: `burst` events at once, one more every `interval_ms`.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedCell {
+    /// Under the cluster's prefix.
+    pub key: String,
+    pub interval_ms: f64,
+    pub burst: u32,
+}
+
+/// GCRA buckets kept in Redis and shared by every node, each a "theoretical arrival time" (TAT)
+/// of its next event, in ms on Redis's clock, under a key that expires once the bucket is full
+/// again (so nothing stays that a missing key would not say). Used for every limit that must
+/// hold across nodes: messages, room events, new rooms, and the auth limits.
+pub(crate) struct SharedBuckets {
+    cluster: Arc<Cluster>,
+    prefix: String,
+}
+
+/// Takes one event from every bucket in KEYS, or from none. ARGV: for each key in turn, its
+/// interval (ms) and burst. Returns 0 if taken, else the ms to wait until all could be.
+const GCRA_TAKE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local nexts = {}
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  nexts[i] = tat + interval
+  local w = nexts[i] - now - burst * interval
+  if w > wait then wait = w end
+end
+if wait > 0 then return math.ceil(wait) end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, string.format('%.3f', nexts[i]), 'PX', math.ceil(nexts[i] - now) + 1000)
+end
+return 0
+"#;
+
+/// Gives one event back to every bucket in KEYS: its TAT moves one interval earlier, never
+/// before now. ARGV: each key's interval (ms), or -1 to forget the bucket (make it full).
+const GCRA_GIVE_BACK: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[i])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if interval >= 0 then tat = tat - interval end
+  if interval < 0 or tat <= now then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+  end
+end
+return 0
+"#;
+
+// Made once: a script's SHA-1 (by which Redis runs it) is computed when it is made.
+static GCRA_TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GCRA_TAKE));
+static GCRA_GIVE_BACK_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(GCRA_GIVE_BACK));
+
+impl SharedBuckets {
+    pub(crate) fn new(cluster: Arc<Cluster>, prefix: &str) -> Self {
+        SharedBuckets {
+            cluster,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Takes an event from each of `cells`, all or none: `Some(Ok)` if taken, `Some(Err(wait))`
+    /// if refused, `None` if Redis is unusable (the caller falls back to its local bucket).
+    pub(crate) async fn take(&self, cells: &[SharedCell]) -> Option<Result<(), Duration>> {
+        if !self.cluster.redis_usable() {
+            return None;
+        }
+        let mut script = GCRA_TAKE_SCRIPT.prepare_invoke();
+        for cell in cells {
+            script
+                .key(format!("{}:{}", self.prefix, cell.key))
+                .arg(cell.interval_ms)
+                .arg(cell.burst.max(1));
+        }
+        let mut redis = self.cluster.redis();
+        match script.invoke_async::<u64>(&mut redis).await {
+            Ok(0) => Some(Ok(())),
+            Ok(ms) => Some(Err(Duration::from_millis(ms))),
+            Err(err) => {
+                self.failed(&err);
+                None
+            }
+        }
+    }
+
+    /// Gives an event back to each cell's bucket, or forgets the bucket where the flag is set.
+    /// Best effort: if Redis fails, the cells stay taken until they drain by themselves.
+    pub(crate) async fn give_back(&self, cells: &[(SharedCell, bool)]) {
+        if cells.is_empty() {
+            return;
+        }
+        let mut script = GCRA_GIVE_BACK_SCRIPT.prepare_invoke();
+        for (cell, forget) in cells {
+            script
+                .key(format!("{}:{}", self.prefix, cell.key))
+                .arg(if *forget { -1.0 } else { cell.interval_ms });
+        }
+        let mut redis = self.cluster.redis();
+        if let Err(err) = script.invoke_async::<u64>(&mut redis).await {
+            self.failed(&err);
+        }
+    }
+
+    fn failed(&self, err: &redis::RedisError) {
+        tracing::debug!(error = %err, "shared rate limit unavailable; using this node's");
+        if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
+            self.cluster.redis_failed();
+        }
+    }
+}
+
 /// The per-user limit shared by `sendMessage`, `directMessage` and `typing`: `MESSAGE_RATE` per
-/// second with bursts of `MESSAGE_BURST`. `MESSAGE_RATE=0` turns it off.
+/// second with bursts of `MESSAGE_BURST`. `MESSAGE_RATE=0` turns it off. The same type, with
+/// other numbers and keys, limits room events and new rooms (see `quotas`).
 ///
-/// With several nodes the bucket lives in Redis (a GCRA script run atomically by Redis, on
-/// Redis's clock), so every node draws from the same one. While Redis is unreachable each node
-/// falls back to its own in-memory bucket: a user may then send up to the limit per node, which
-/// is better than refusing every message during the outage.
+/// With several nodes the bucket lives in Redis (`SharedBuckets`), so every node draws from the
+/// same one. While Redis is unreachable each node falls back to its own in-memory bucket: a user
+/// may then send up to the limit per node, which is better than refusing every message during
+/// the outage.
 pub struct MessageLimits {
     local: Option<DefaultKeyedRateLimiter<uuid::Uuid>>,
-    shared: Option<(Arc<crate::cluster::Cluster>, String)>,
-    rate: u32,
+    shared: Option<SharedBuckets>,
+    /// Between events at the sustained rate, and how many may come at once.
+    interval: Duration,
     burst: u32,
     clock: DefaultClock,
 }
 
-/// GCRA over Redis. KEYS[1]: the user's key; ARGV[1]: milliseconds between events at the
-/// sustained rate; ARGV[2]: the burst. Keeps the "theoretical arrival time" of the next event;
-/// returns 0 if the event may go now, else how many milliseconds to wait.
-const GCRA: &str = r#"
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local next_tat = tat + interval
-local wait = next_tat - now - burst * interval
-if wait > 0 then return math.ceil(wait) end
-redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(burst * interval) + 1000)
-return 0
-"#;
-
 impl MessageLimits {
+    /// `rate` per second with bursts of `burst` (0: `rate`); `rate` 0 turns it off.
     pub fn new(
         rate: u32,
         burst: u32,
         shared: Option<(Arc<crate::cluster::Cluster>, String)>,
     ) -> Arc<Self> {
-        let local = NonZeroU32::new(rate).map(|rate| {
-            let burst = NonZeroU32::new(burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        let limits = Arc::new(MessageLimits {
-            local,
-            shared: if rate > 0 { shared } else { None },
+        let burst = if burst == 0 { rate } else { burst };
+        Self::with_interval(
             rate,
-            burst: burst.max(1),
+            Duration::from_secs(1) / rate.max(1),
+            burst,
+            shared.map(|(cluster, prefix)| (cluster, format!("{prefix}:rate"))),
+        )
+    }
+
+    /// `burst` events at once, one more every `interval`; `enabled` 0 turns it off. `shared`:
+    /// the cluster and the prefix of this limit's keys (`<prefix>:<user>`).
+    pub(crate) fn with_interval(
+        enabled: u32,
+        interval: Duration,
+        burst: u32,
+        shared: Option<(Arc<crate::cluster::Cluster>, String)>,
+    ) -> Arc<Self> {
+        let burst = burst.max(1);
+        let local = (enabled > 0)
+            .then(|| Quota::with_period(interval))
+            .flatten()
+            .map(|quota| {
+                let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+                RateLimiter::keyed(quota.allow_burst(burst))
+            });
+        let limits = Arc::new(MessageLimits {
+            shared: if local.is_some() {
+                shared.map(|(cluster, prefix)| SharedBuckets::new(cluster, &prefix))
+            } else {
+                None
+            },
+            local,
+            interval,
+            burst,
             clock: DefaultClock::default(),
         });
         if limits.local.is_some() {
@@ -353,21 +568,16 @@ impl MessageLimits {
         let Some(limiter) = &self.local else {
             return Ok(());
         };
-        if let Some((cluster, prefix)) = self.shared.as_ref().filter(|(c, _)| c.redis_usable()) {
-            let mut redis = cluster.redis();
-            let interval = 1000.0 / f64::from(self.rate);
-            let waited: redis::RedisResult<u64> = redis::Script::new(GCRA)
-                .key(format!("{prefix}:rate:{user}"))
-                .arg(interval)
-                .arg(self.burst)
-                .invoke_async(&mut redis)
-                .await;
-            match waited {
-                Ok(0) => return Ok(()),
-                Ok(ms) => return Err(too_many(Duration::from_millis(ms))),
-                Err(err) => {
-                    tracing::debug!(error = %err, "shared rate limit unavailable; using this node's")
-                }
+        if let Some(shared) = &self.shared {
+            let cell = SharedCell {
+                key: user.to_string(),
+                interval_ms: self.interval.as_secs_f64() * 1000.0,
+                burst: self.burst,
+            };
+            match shared.take(std::slice::from_ref(&cell)).await {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(wait)) => return Err(too_many(wait)),
+                None => {}
             }
         }
         limiter
@@ -389,14 +599,17 @@ mod tests {
 
     #[tokio::test]
     async fn the_address_bucket_holds_auth_rate_requests() {
-        let limits = AuthLimits::new(3);
+        let limits = AuthLimits::new(3, None);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            limits.check_address(ip).unwrap();
+            limits.check_address(ip).await.unwrap();
         }
-        let err = limits.check_address(ip).unwrap_err();
+        let err = limits.check_address(ip).await.unwrap_err();
         assert_eq!(err.code(), "rate_limited");
-        limits.check_address("127.0.0.2".parse().unwrap()).unwrap();
+        limits
+            .check_address("127.0.0.2".parse().unwrap())
+            .await
+            .unwrap();
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -405,73 +618,85 @@ mod tests {
 
     #[tokio::test]
     async fn five_failures_lock_an_address_and_username_and_success_unlocks_it() {
-        let limits = AuthLimits::new(30);
+        let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         for _ in 0..5 {
-            limits.login_attempt(a, "Alice").unwrap().failed();
+            limits.login_attempt(a, "Alice").await.unwrap().failed();
         }
         assert!(
-            limits.login_attempt(a, "alice").is_err(),
+            limits.login_attempt(a, "alice").await.is_err(),
             "sixth attempt refused, any case"
         );
-        assert!(limits.login_attempt(a, "bob").is_ok());
+        assert!(limits.login_attempt(a, "bob").await.is_ok());
         // The same username from elsewhere is not locked by this address's failures.
         limits
             .login_attempt(ip("198.51.100.7"), "alice")
+            .await
             .unwrap()
-            .succeeded();
+            .succeeded()
+            .await;
 
-        let limits = AuthLimits::new(30);
+        let limits = AuthLimits::new(30, None);
         for _ in 0..4 {
-            limits.login_attempt(a, "carol").unwrap().failed();
+            limits.login_attempt(a, "carol").await.unwrap().failed();
         }
-        limits.login_attempt(a, "carol").unwrap().succeeded();
+        limits
+            .login_attempt(a, "carol")
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
         for _ in 0..5 {
-            limits.login_attempt(a, "carol").unwrap().failed();
+            limits.login_attempt(a, "carol").await.unwrap().failed();
         }
     }
 
     #[tokio::test]
     async fn an_attempt_takes_its_cell_up_front_and_gives_it_back_unless_it_failed() {
-        let limits = AuthLimits::new(30);
+        let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         // Five attempts in flight at once: a sixth is refused before any has failed.
-        let pending: Vec<_> = (0..5)
-            .map(|_| limits.login_attempt(a, "dora").unwrap())
-            .collect();
-        assert!(limits.login_attempt(a, "dora").is_err());
+        let mut pending = Vec::new();
+        for _ in 0..5 {
+            pending.push(limits.login_attempt(a, "dora").await.unwrap());
+        }
+        assert!(limits.login_attempt(a, "dora").await.is_err());
         // Ended by neither outcome (an error on the way): the cells come back.
         drop(pending);
         for _ in 0..5 {
-            limits.login_attempt(a, "dora").unwrap().failed();
+            limits.login_attempt(a, "dora").await.unwrap().failed();
         }
-        assert!(limits.login_attempt(a, "dora").is_err());
+        assert!(limits.login_attempt(a, "dora").await.is_err());
     }
 
     #[tokio::test]
     async fn many_addresses_lock_a_username_at_the_global_threshold() {
-        let limits = AuthLimits::new(30);
+        let limits = AuthLimits::new(30, None);
         for i in 0..FAILED_LOGINS_GLOBAL {
             let from = ip(&format!("10.0.{}.{}", i / 200, i % 200));
-            limits.login_attempt(from, "erin").unwrap().failed();
+            limits.login_attempt(from, "erin").await.unwrap().failed();
         }
-        assert!(limits.login_attempt(ip("10.9.9.9"), "erin").is_err());
-        assert!(limits.login_attempt(ip("10.9.9.9"), "frank").is_ok());
+        assert!(limits.login_attempt(ip("10.9.9.9"), "erin").await.is_err());
+        assert!(limits.login_attempt(ip("10.9.9.9"), "frank").await.is_ok());
     }
 
     #[tokio::test]
     async fn a_password_change_counts_per_session_not_per_username() {
-        let limits = AuthLimits::new(30);
+        let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         for _ in 0..5 {
-            limits.login_attempt(a, "gina").unwrap().failed();
+            limits.login_attempt(a, "gina").await.unwrap().failed();
         }
         let session = Uuid::now_v7();
         for _ in 0..5 {
-            limits.password_change_attempt(session).unwrap().failed();
+            limits
+                .password_change_attempt(session)
+                .await
+                .unwrap()
+                .failed();
         }
-        assert!(limits.password_change_attempt(session).is_err());
-        assert!(limits.password_change_attempt(Uuid::now_v7()).is_ok());
+        assert!(limits.password_change_attempt(session).await.is_err());
+        assert!(limits.password_change_attempt(Uuid::now_v7()).await.is_ok());
     }
 
     #[tokio::test]
@@ -485,20 +710,20 @@ mod tests {
             address_key(ip("2001:db8:1:3::1"))
         );
         assert_eq!(address_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
-        let limits = AuthLimits::new(2);
-        limits.check_address(ip("2001:db8::1")).unwrap();
-        limits.check_address(ip("2001:db8::ffff:2")).unwrap();
-        assert!(limits.check_address(ip("2001:db8::3")).is_err());
-        limits.check_address(ip("2001:db8:0:1::1")).unwrap();
+        let limits = AuthLimits::new(2, None);
+        limits.check_address(ip("2001:db8::1")).await.unwrap();
+        limits.check_address(ip("2001:db8::ffff:2")).await.unwrap();
+        assert!(limits.check_address(ip("2001:db8::3")).await.is_err());
+        limits.check_address(ip("2001:db8:0:1::1")).await.unwrap();
     }
 
     #[tokio::test]
     async fn zero_turns_every_auth_limit_off() {
-        let limits = AuthLimits::new(0);
+        let limits = AuthLimits::new(0, None);
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..100 {
-            limits.check_address(ip).unwrap();
-            limits.login_attempt(ip, "dave").unwrap().failed();
+            limits.check_address(ip).await.unwrap();
+            limits.login_attempt(ip, "dave").await.unwrap().failed();
         }
     }
 }

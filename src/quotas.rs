@@ -7,7 +7,9 @@
 //!   reads the database or asks every node, and a join or leave makes the room hear a notice.
 //!   With several nodes the bucket is shared through Redis like the message bucket.
 //! - Rooms created (`POST /api/rooms`) and direct rooms opened (the first message to someone)
-//!   count against `ROOMS_PER_HOUR` per user, on this node.
+//!   count against `ROOMS_PER_HOUR` per user (all at once, then one more every hour /
+//!   `ROOMS_PER_HOUR`). With several nodes this bucket too lives in Redis, shared by every node
+//!   (`<prefix>:new_rooms:<user>`); while Redis is unusable each node falls back to its own.
 //! - Refusals are written to the audit log at most `AUDITED_DENIALS_PER_MINUTE` times a minute
 //!   per user, room and action (on this node): a loop probing a private room must not grow the table
 //!   without bound. The refusals themselves are all answered, and counted in `/metrics`.
@@ -18,10 +20,7 @@ use std::{
     time::Duration,
 };
 
-use governor::{
-    clock::{Clock, DefaultClock},
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
 use crate::{
@@ -33,9 +32,8 @@ use crate::{
 
 pub struct Quotas {
     room_events: Arc<MessageLimits>,
-    new_rooms: Option<DefaultKeyedRateLimiter<Uuid>>,
+    new_rooms: Arc<MessageLimits>,
     audited_denials: DefaultKeyedRateLimiter<(Uuid, Uuid, String)>,
-    clock: DefaultClock,
 }
 
 /// Denials of one user, room and action written to the audit log per minute (see the module
@@ -46,17 +44,24 @@ impl Quotas {
     /// `shared`: the cluster and this cluster's Redis prefix, when there are several nodes.
     pub fn new(config: &Config, shared: Option<(Arc<Cluster>, String)>) -> Arc<Self> {
         // The message limiter's GCRA, under keys of its own (`<prefix>:rooms:rate:<user>`).
+        let new_rooms_shared = shared
+            .clone()
+            .map(|(cluster, prefix)| (cluster, format!("{prefix}:new_rooms")));
         let shared = shared.map(|(cluster, prefix)| (cluster, format!("{prefix}:rooms")));
         let room_events =
             MessageLimits::new(config.room_event_rate, config.room_event_burst, shared);
-        let new_rooms = NonZeroU32::new(config.rooms_per_hour)
-            .map(|n| RateLimiter::keyed(Quota::per_hour(n).allow_burst(n)));
+        let per_hour = config.rooms_per_hour;
+        let new_rooms = MessageLimits::with_interval(
+            per_hour,
+            Duration::from_secs(3600) / per_hour.max(1),
+            per_hour,
+            new_rooms_shared,
+        );
         let per_minute = NonZeroU32::new(AUDITED_DENIALS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         let quotas = Arc::new(Quotas {
             room_events,
             new_rooms,
             audited_denials: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            clock: DefaultClock::default(),
         });
         forget_idle(Arc::downgrade(&quotas));
         quotas
@@ -81,16 +86,14 @@ impl Quotas {
     }
 
     /// Takes one new room from the user's hourly quota.
-    pub fn new_room(&self, user: Uuid) -> AppResult<()> {
-        let Some(limiter) = &self.new_rooms else {
-            return Ok(());
-        };
-        limiter
-            .check_key(&user)
-            .map_err(|not_until| AppError::RateLimited {
+    pub async fn new_room(&self, user: Uuid) -> AppResult<()> {
+        self.new_rooms.check(user).await.map_err(|err| match err {
+            AppError::RateLimited { retry_after, .. } => AppError::RateLimited {
                 message: "too many new rooms; try again later".to_owned(),
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            })
+                retry_after,
+            },
+            other => other,
+        })
     }
 }
 
@@ -104,10 +107,6 @@ fn forget_idle(quotas: Weak<Quotas>) {
             let Some(quotas) = quotas.upgrade() else {
                 break;
             };
-            if let Some(limiter) = &quotas.new_rooms {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
             quotas.audited_denials.retain_recent();
             quotas.audited_denials.shrink_to_fit();
         }

@@ -181,7 +181,7 @@ pub async fn create(
         ));
     }
     let topic = validate::topic("topic", topic)?;
-    state.quotas.new_room(caller.id())?;
+    state.quotas.new_room(caller.id()).await?;
     let mut tx = state.db.begin().await?;
     let room = store::rooms::create(
         &mut *tx,
@@ -493,7 +493,7 @@ pub async fn direct(
     let (room, created) = store::rooms::get_or_create_direct(&mut tx, &name, caller.id()).await?;
     if created {
         // Refused: the transaction is dropped, so the room is not made.
-        state.quotas.new_room(caller.id())?;
+        state.quotas.new_room(caller.id()).await?;
     }
     store::members::add_missing(&mut *tx, room.id, &[caller.id(), other.id]).await?;
     tx.commit().await?;

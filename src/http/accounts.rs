@@ -69,7 +69,8 @@ async fn register(
 ) -> AppResult<(StatusCode, Json<Authenticated>)> {
     state
         .auth_limits
-        .check_address(client_address(&state, peer, &headers))?;
+        .check_address(client_address(&state, peer, &headers))
+        .await?;
     let registration = Registration {
         username: body.username,
         password: body.password,
@@ -93,7 +94,7 @@ async fn login(
     Json(body): Json<LoginRequest>,
 ) -> AppResult<Json<Authenticated>> {
     let address = client_address(&state, peer, &headers);
-    state.auth_limits.check_address(address)?;
+    state.auth_limits.check_address(address).await?;
     let authenticated = accounts::login(
         &state,
         address,

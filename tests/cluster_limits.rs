@@ -1,0 +1,247 @@
+//! The limits that must hold across nodes: two server processes sharing the machine's Postgres
+//! and Redis, with a client spreading its attempts over both.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    cluster::TestCluster,
+    sio::{ack_ok, Auth, SioClient, Transport},
+    Api,
+};
+use serde_json::json;
+
+fn redis_url() -> String {
+    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Two nodes with `env`, each having found the other in the node registry.
+async fn cluster(env: &[(&str, &str)]) -> TestCluster {
+    let c = TestCluster::start(2, &redis_url(), env).await;
+    let key = format!("{}:nodes", prefix(&c).await);
+    let mut redis = redis_connection().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let live: i64 = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        if live == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the nodes did not register");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The second node's arrival makes the first re-read the registry: a round trip away.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c
+}
+
+/// The Redis prefix the nodes derive from their database name.
+async fn prefix(c: &TestCluster) -> String {
+    let db: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&c.db)
+        .await
+        .unwrap();
+    format!("huddle:{db}")
+}
+
+async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A login as seen through a trusted proxy that appended `from`; answers the status.
+async fn login_from(node: &Api, from: &str, username: &str, password: &str) -> u16 {
+    node.client
+        .post(node.url("/api/auth/login"))
+        .header("x-forwarded-for", from)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A counter's value in the node's `/metrics`, if it is there.
+async fn metric(node: &Api, name: &str) -> Option<u64> {
+    let text = node
+        .client
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+const WS: Transport = Transport::WebSocket;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_spread_over_the_nodes_are_counted_together() {
+    let c = cluster(&[("AUTH_RATE", "1000"), ("TRUST_PROXY", "true")]).await;
+    let rosa = c.node(0).register("rosa").await;
+    for i in 0..5 {
+        let node = c.node(i % 2);
+        assert_eq!(
+            login_from(node, "203.0.113.66", "Rosa", "wrong-password").await,
+            401,
+            "failure {i} is answered"
+        );
+    }
+    // The sixth is refused on either node, before the password is looked at.
+    for node in &c.nodes {
+        assert_eq!(
+            login_from(node, "203.0.113.66", "rosa", &rosa.password).await,
+            429
+        );
+    }
+    // Someone else's address is not locked out, and a success there takes no cell for good.
+    assert_eq!(
+        login_from(c.node(1), "198.51.100.1", "rosa", &rosa.password).await,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_on_one_node_forgets_the_failures_counted_on_the_other() {
+    let c = cluster(&[("AUTH_RATE", "1000"), ("TRUST_PROXY", "true")]).await;
+    let sam = c.node(0).register("sam").await;
+    for _ in 0..4 {
+        assert_eq!(
+            login_from(c.node(0), "203.0.113.7", "sam", "wrong-password").await,
+            401
+        );
+    }
+    assert_eq!(
+        login_from(c.node(1), "203.0.113.7", "sam", &sam.password).await,
+        200
+    );
+    // The pair's failures are forgotten: five more are answered, the sixth is refused.
+    for i in 0..5 {
+        assert_eq!(
+            login_from(c.node(i % 2), "203.0.113.7", "sam", "wrong-password").await,
+            401,
+            "failure {i} after the success"
+        );
+    }
+    assert_eq!(
+        login_from(c.node(0), "203.0.113.7", "sam", &sam.password).await,
+        429
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_address_request_limit_holds_across_the_nodes() {
+    let c = cluster(&[("AUTH_RATE", "4"), ("TRUST_PROXY", "true")]).await;
+    // Unknown usernames, each once: only the address's bucket is drawn on.
+    for i in 0..4 {
+        let status = login_from(c.node(i % 2), "203.0.113.9", &format!("nobody{i}"), "pw").await;
+        assert_eq!(status, 401, "request {i}");
+    }
+    for node in &c.nodes {
+        assert_eq!(login_from(node, "203.0.113.9", "nobody9", "pw").await, 429);
+    }
+    assert_eq!(
+        login_from(c.node(1), "198.51.100.9", "nobody9", "pw").await,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_cap_counts_the_users_sockets_on_every_node() {
+    let c = cluster(&[("MAX_SOCKETS_PER_USER", "2")]).await;
+    let ann = c.node(0).register("ann").await;
+    let first = c.node(0).socket(&ann.access, WS).await;
+    let _second = c.node(1).socket(&ann.access, WS).await;
+    for node in &c.nodes {
+        let refused = SioClient::connect(&node.base, Auth::Token(&ann.access), WS)
+            .await
+            .err();
+        assert_eq!(refused.as_deref(), Some("too_many_connections"));
+    }
+    // Another user is not affected.
+    let bob = c.node(1).register("bob").await;
+    let _bob = c.node(0).socket(&bob.access, WS).await;
+    // A closed socket frees its place, for a socket on the other node.
+    first.disconnect().await;
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let _again = loop {
+        match SioClient::connect(&c.node(1).base, Auth::Token(&ann.access), WS).await {
+            Ok(socket) => break socket,
+            Err(refused) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "still refused after a disconnect: {refused}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hourly_room_quota_counts_rooms_made_on_every_node() {
+    let c = cluster(&[("ROOMS_PER_HOUR", "2")]).await;
+    let ann = c.node(0).register("ann").await;
+    c.node(0).create_room(&ann, "first", "public").await;
+    c.node(1).create_room(&ann, "second", "public").await;
+    for (i, node) in c.nodes.iter().enumerate() {
+        node.post(
+            "/api/rooms",
+            Some(&ann.access),
+            json!({"name": format!("third{i}"), "visibility": "public"}),
+        )
+        .await
+        .error(429, "rate_limited");
+    }
+    // Another user has a quota of their own.
+    let bob = c.node(1).register("bob").await;
+    c.node(1).create_room(&bob, "bobs", "public").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_subscriber_on_the_bus_is_not_waited_for() {
+    let c = cluster(&[("ROOM_EVENT_RATE", "0")]).await;
+    let bus = format!("{}:bus", prefix(&c).await);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut foreign = client.get_async_pubsub().await.unwrap();
+    foreign.subscribe(&bus).await.unwrap();
+
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(1).register("bob").await;
+    let a = c.node(0).socket(&ann.access, WS).await;
+    let b = c.node(1).socket(&bob.access, WS).await;
+    let started = Instant::now();
+    // Each join and leave asks the other node how many sockets the user has in the room.
+    for _ in 0..5 {
+        for s in [&a, &b] {
+            ack_ok(&s.call("joinRoom", json!("general")).await);
+            ack_ok(&s.call("leaveRoom", json!("general")).await);
+        }
+    }
+    let elapsed = started.elapsed();
+    // Waiting for the foreign subscriber would cost the full second on each of the 20 events.
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "20 joins and leaves took {elapsed:?}"
+    );
+    for node in &c.nodes {
+        assert_eq!(
+            metric(node, "huddle_cluster_query_timeouts_total").await,
+            Some(0)
+        );
+    }
+    drop(foreign);
+}

@@ -154,17 +154,22 @@ impl LoginAttempt {
     /// cell of the username's global bucket is given back (the others' failures still count).
     pub async fn succeeded(mut self) {
         if self.shared {
-            // Done here rather than left to `drop`, so that the next attempt (maybe on another
-            // node) already sees the forgotten failures.
+            // Awaited rather than left to `drop`, so that the next attempt (maybe on another
+            // node) already sees the forgotten failures; on a task of its own, so that a client
+            // hanging up now cannot cancel it half-way.
             self.failed = true;
-            if let Some(shared) = &self.limits.shared {
-                let cells: Vec<(SharedCell, bool)> = self
-                    .keys
-                    .iter()
-                    .map(|key| (key.shared(), !matches!(key, FailureKey::Username(_))))
-                    .collect();
-                shared.give_back(&cells).await;
-            }
+            let cells: Vec<(SharedCell, bool)> = self
+                .keys
+                .iter()
+                .map(|key| (key.shared(), !matches!(key, FailureKey::Username(_))))
+                .collect();
+            let limits = self.limits.clone();
+            let given_back = tokio::spawn(async move {
+                if let Some(shared) = &limits.shared {
+                    shared.give_back(&cells).await;
+                }
+            });
+            let _ = given_back.await;
             return;
         }
         if let Some(map) = &self.limits.failures {

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    cluster::TestCluster,
+    cluster::{OwnRedis, TestCluster},
     sio::{ack_ok, Auth, SioClient, Transport},
     Api,
 };
@@ -18,9 +18,13 @@ fn redis_url() -> String {
 
 /// Two nodes with `env`, each having found the other in the node registry.
 async fn cluster(env: &[(&str, &str)]) -> TestCluster {
-    let c = TestCluster::start(2, &redis_url(), env).await;
+    cluster_on(&redis_url(), env).await
+}
+
+async fn cluster_on(url: &str, env: &[(&str, &str)]) -> TestCluster {
+    let c = TestCluster::start(2, url, env).await;
     let key = format!("{}:nodes", prefix(&c).await);
-    let mut redis = redis_connection().await;
+    let mut redis = redis_connection(url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let live: i64 = redis::cmd("ZCARD")
@@ -48,8 +52,8 @@ async fn prefix(c: &TestCluster) -> String {
     format!("huddle:{db}")
 }
 
-async fn redis_connection() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis_url())
+async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -244,4 +248,70 @@ async fn a_foreign_subscriber_on_the_bus_is_not_waited_for() {
         );
     }
     drop(foreign);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_leaves_the_registry_at_once() {
+    let mut c = cluster(&[]).await;
+    let key = format!("{}:nodes", prefix(&c).await);
+    let mut redis = redis_connection(&redis_url()).await;
+    c.nodes[1].stop();
+    let live: i64 = redis::cmd("ZCARD")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(live, 1, "the stopped node is still registered");
+    // Node 0's next refresh (a few seconds at most) drops it from its list; a node that had
+    // merely expired would keep node 0's questions waiting for 10 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ann = c.node(0).register("ann").await;
+    let a = c.node(0).socket(&ann.access, WS).await;
+    let started = Instant::now();
+    ack_ok(&a.call("joinRoom", json!("general")).await);
+    ack_ok(&a.call("leaveRoom", json!("general")).await);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    assert_eq!(
+        metric(c.node(0), "huddle_cluster_query_timeouts_total").await,
+        Some(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_each_node_counts_on_its_own() {
+    let mut own = OwnRedis::start().await;
+    let c = cluster_on(
+        &own.url(),
+        &[
+            ("AUTH_RATE", "1000"),
+            ("TRUST_PROXY", "true"),
+            ("MAX_SOCKETS_PER_USER", "1"),
+        ],
+    )
+    .await;
+    let vic = c.node(0).register("vic").await;
+    own.kill();
+    // Refused neither wholesale nor never: node 0's own buckets count its failures.
+    for i in 0..5 {
+        assert_eq!(
+            login_from(c.node(0), "203.0.113.5", "vic", "wrong-password").await,
+            401,
+            "failure {i}"
+        );
+    }
+    assert_eq!(
+        login_from(c.node(0), "203.0.113.5", "vic", &vic.password).await,
+        429
+    );
+    assert_eq!(
+        login_from(c.node(1), "203.0.113.5", "vic", &vic.password).await,
+        200
+    );
+    // The socket cap falls back to this node's count.
+    let _first = c.node(0).socket(&vic.access, WS).await;
+    let _second = c.node(1).socket(&vic.access, WS).await;
+    let refused = SioClient::connect(&c.node(0).base, Auth::Token(&vic.access), WS)
+        .await
+        .err();
+    assert_eq!(refused.as_deref(), Some("too_many_connections"));
 }

@@ -192,7 +192,10 @@ impl Drop for LoginAttempt {
         if self.shared {
             // `drop` cannot wait: the cells come back a moment later, from a task.
             let (limits, keys) = (self.limits.clone(), std::mem::take(&mut self.keys));
-            tokio::spawn(async move {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            runtime.spawn(async move {
                 if let Some(shared) = &limits.shared {
                     let cells: Vec<_> = keys.iter().map(|key| (key.shared(), false)).collect();
                     shared.give_back(&cells).await;

@@ -426,11 +426,12 @@ pub(crate) fn sent_or_slow(socket: &SocketRef, err: SendError) {
 }
 
 /// Whether `user` may open one more socket (`MAX_SOCKETS_PER_USER`), counting the user's
-/// sockets on every node. Nodes that cannot be asked (Redis unusable, or too slow to answer)
-/// count as none: the cap then holds per node rather than refusing every connection.
-pub(crate) async fn below_socket_cap(state: &AppState, user: Uuid) -> bool {
+/// sockets on every node and `in_flight` handshakes of theirs here. Nodes that cannot be asked
+/// (Redis unusable, or too slow to answer) count as none: the cap then holds per node rather
+/// than refusing every connection.
+pub(crate) async fn below_socket_cap(state: &AppState, user: Uuid, in_flight: usize) -> bool {
     let realtime = &state.realtime;
-    let mut count = realtime.local.sockets_of(user);
+    let mut count = realtime.local.sockets_of(user) + in_flight;
     if let Some(cluster) = &realtime.cluster {
         for answer in cluster.ask(Query::SocketsOfUser { user }).await {
             count += answer.as_u64().unwrap_or(0) as usize;

@@ -315,3 +315,21 @@ async fn while_redis_is_down_each_node_counts_on_its_own() {
         .err();
     assert_eq!(refused.as_deref(), Some("too_many_connections"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_handshakes_cannot_pass_the_cap_together() {
+    let c = cluster(&[("MAX_SOCKETS_PER_USER", "3")]).await;
+    let ann = c.node(0).register("ann").await;
+    let _elsewhere = c.node(1).socket(&ann.access, WS).await;
+    // Each handshake waits for node 1's count; all of them at once must still leave room for
+    // two sockets only.
+    let base = &c.node(0).base;
+    let attempts = (0..8).map(|_| SioClient::connect(base, Auth::Token(&ann.access), WS));
+    let results = futures::future::join_all(attempts).await;
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(m) if m == "too_many_connections"))
+        .count();
+    assert_eq!((admitted, refused), (2, 6));
+}

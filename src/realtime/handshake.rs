@@ -3,12 +3,16 @@
 //! `too_many_connections` when the user already has `MAX_SOCKETS_PER_USER` sockets, counted on
 //! every node).
 
+use std::sync::Arc;
+
+use dashmap::{mapref::entry::Entry, DashMap};
 use serde_json::Value;
 use socketioxide::{
     extract::{SocketRef, TryData},
     handler::ConnectHandler,
     ParserError,
 };
+use uuid::Uuid;
 
 use super::{inbound, payload::Session, session_channel, user_channel};
 use crate::{
@@ -29,11 +33,49 @@ pub(crate) enum Refused {
     TooManyConnections,
 }
 
+/// Handshakes in flight on this node, per user, past authentication and not yet admitted.
+type Handshaking = Arc<DashMap<Uuid, usize>>;
+
+/// One handshake counted in `Handshaking` until dropped.
+struct InFlight {
+    handshaking: Handshaking,
+    user: Uuid,
+}
+
+impl InFlight {
+    /// Counts this handshake; returns it with how many of the user's were in flight before it.
+    fn start(handshaking: &Handshaking, user: Uuid) -> (InFlight, usize) {
+        let before = {
+            let mut n = handshaking.entry(user).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let this = InFlight {
+            handshaking: handshaking.clone(),
+            user,
+        };
+        (this, before)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Entry::Occupied(mut n) = self.handshaking.entry(self.user) {
+            if *n.get() <= 1 {
+                n.remove();
+            } else {
+                *n.get_mut() -= 1;
+            }
+        }
+    }
+}
+
 pub(super) fn register(state: &AppState) {
     let st = state.clone();
+    let handshaking = Handshaking::default();
     let authenticate = move |s: SocketRef, TryData(auth): TryData<Value>| {
-        let st = st.clone();
-        async move { admit(st, s, auth).await }
+        let (st, handshaking) = (st.clone(), handshaking.clone());
+        async move { admit(st, handshaking, s, auth).await }
     };
     let connected = |s: SocketRef| async move {
         if let Some(conn) = s.extensions.get::<inbound::Conn>() {
@@ -64,6 +106,7 @@ fn token(s: &SocketRef, auth: &Result<Value, ParserError>) -> Option<String> {
 /// place before its first event can arrive.
 async fn admit(
     state: AppState,
+    handshaking: Handshaking,
     s: SocketRef,
     auth: Result<Value, ParserError>,
 ) -> Result<(), Refused> {
@@ -74,13 +117,18 @@ async fn admit(
             AppError::Unavailable(_) => Refused::Unavailable,
             _ => Refused::Unauthorized,
         })?;
-    if !super::below_socket_cap(&state, user.id()).await {
+    // Counting the other nodes' sockets waits for their answers: meanwhile the user's other
+    // handshakes here count too, or a burst of concurrent ones would all see room for one more.
+    // Counted until the socket is in its user channel (a moment counted twice is harmless).
+    let (in_flight, before) = InFlight::start(&handshaking, user.id());
+    if !super::below_socket_cap(&state, user.id(), before).await {
         return Err(Refused::TooManyConnections);
     }
     s.join(vec![
         user_channel(user.id()),
         session_channel(user.session_id),
     ]);
+    drop(in_flight);
     let conn = inbound::open(state.clone(), s.clone(), user);
     s.extensions.insert(conn);
     s.on_fallback(|_: inbound::Inbound| async {});

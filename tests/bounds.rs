@@ -166,6 +166,13 @@ async fn a_socket_that_falls_behind_is_disconnected() {
     )))
     .await
     .unwrap();
+    // As socket.io-client does, the first event waits for the namespace's CONNECT answer.
+    loop {
+        let msg = ws.next().await.unwrap().unwrap();
+        if msg.to_text().unwrap_or_default().starts_with("40") {
+            break;
+        }
+    }
     ws.send(Message::text(format!(
         "420{}",
         json!(["joinRoom", "general"])

@@ -212,17 +212,23 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                from input i
                join messages m on m.room_id = i.room_id and m.sender_id = i.sender_id
                               and m.client_id = i.client_id
+           ), refused_pairs as materialized (
+               -- Checked once per (room, sender) of the batch, not once per message: a busy
+               -- batch is hundreds of messages from a handful of senders.
+               select p.room_id, p.sender_id
+               from (select distinct room_id, sender_id from input) p
+               join rooms r on r.id = p.room_id
+               join users u on u.id = p.sender_id
+               where u.disabled_at is not null
+                  or (r.visibility <> 'public'
+                      and not exists (select from room_members m
+                                      where m.room_id = p.room_id
+                                        and m.user_id = p.sender_id))
            ), refused as materialized (
                select i.id as input_id
                from input i
-               join rooms r on r.id = i.room_id
-               join users u on u.id = i.sender_id
+               join refused_pairs x on x.room_id = i.room_id and x.sender_id = i.sender_id
                where not exists (select from earlier e where e.input_id = i.id)
-                 and (u.disabled_at is not null
-                      or (r.visibility <> 'public'
-                          and not exists (select from room_members m
-                                          where m.room_id = i.room_id
-                                            and m.user_id = i.sender_id)))
            ), fresh as materialized (
                select i.* from input i
                where not exists (select from earlier e where e.input_id = i.id)

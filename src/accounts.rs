@@ -18,6 +18,7 @@ use crate::{
         users::{NewUser, User},
     },
     validate,
+    workspaces::{self, WorkspaceId},
 };
 
 /// The token pair handed out at login, registration and refresh. Its `Debug` shows no token.
@@ -51,13 +52,15 @@ pub struct Authenticated {
 
 /// What a client sends to register.
 pub struct Registration {
+    /// The workspace's slug; `None`: `default`.
+    pub workspace: Option<String>,
     pub username: String,
     pub password: String,
     pub display_name: Option<String>,
 }
 
 /// Checks a registration against the contract's bounds, naming every field at fault.
-fn validate_registration(r: &Registration) -> AppResult<String> {
+pub(crate) fn validate_registration(r: &Registration) -> AppResult<String> {
     validate::username("username", &r.username)?;
     validate::password("password", &r.password)?;
     match &r.display_name {
@@ -66,27 +69,63 @@ fn validate_registration(r: &Registration) -> AppResult<String> {
     }
 }
 
+/// Registers a user in the workspace it names (`404 not_found` when there is none).
 pub async fn register(
     state: &AppState,
     r: Registration,
     user_agent: Option<&str>,
 ) -> AppResult<Authenticated> {
-    let display_name = validate_registration(&r)?;
-    let hash = state.passwords.hash(r.password).await?;
+    validate_registration(&r)?;
+    let ws = workspaces::existing(state, r.workspace.as_deref()).await?;
+    let account = prepare(state, r).await?;
     let mut tx = state.db.begin().await?;
+    let created = open_account(state, &mut tx, ws, account, false, user_agent).await?;
+    tx.commit().await?;
+    tracing::info!(user.id = %created.user.id, workspace.id = %ws, "user registered");
+    Ok(created)
+}
+
+/// A registration checked and its password hashed, ready to be stored.
+pub(crate) struct NewAccount {
+    username: String,
+    display_name: String,
+    password_hash: String,
+}
+
+/// Checks a registration and hashes its password: the slow part, done before any transaction
+/// is opened.
+pub(crate) async fn prepare(state: &AppState, r: Registration) -> AppResult<NewAccount> {
+    let display_name = validate_registration(&r)?;
+    let password_hash = state.passwords.hash(r.password).await?;
+    Ok(NewAccount {
+        username: r.username,
+        display_name,
+        password_hash,
+    })
+}
+
+/// Stores a prepared account in `ws` and opens its first session. A username taken in `ws` is
+/// `409 conflict`.
+pub(crate) async fn open_account(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    ws: WorkspaceId,
+    account: NewAccount,
+    is_admin: bool,
+    user_agent: Option<&str>,
+) -> AppResult<Authenticated> {
     let user = store::users::create(
         &mut *tx,
+        ws,
         NewUser {
-            username: &r.username,
-            display_name: &display_name,
-            password_hash: &hash,
-            is_admin: false,
+            username: &account.username,
+            display_name: &account.display_name,
+            password_hash: &account.password_hash,
+            is_admin,
         },
     )
     .await?;
-    let tokens = open_session(state, &mut tx, &user, user_agent).await?;
-    tx.commit().await?;
-    tracing::info!(user.id = %user.id, "user registered");
+    let tokens = open_session(state, tx, &user, user_agent).await?;
     Ok(Authenticated { user, tokens })
 }
 
@@ -99,20 +138,36 @@ const MAX_PASSWORD_CHARS: usize = 256;
 /// tells it apart (the contract: "unknown user or wrong password: same body, same timing"). It
 /// touches neither the database nor the failure limits, so garbage cannot make limiter keys; the
 /// per-address limit, checked before this, still bounds what it costs.
+///
+/// `workspace` is the slug the client named (`None`: `default`). An unknown workspace is
+/// answered as an unknown user is, and counted as that user's failure.
 pub async fn login(
     state: &AppState,
     address: IpAddr,
+    workspace: Option<&str>,
     username: &str,
     password: String,
     user_agent: Option<&str>,
 ) -> AppResult<Authenticated> {
-    if !validate::is_username(username) || validate::char_len(&password) > MAX_PASSWORD_CHARS {
+    let workspace_shape_ok = workspace.is_none_or(validate::is_workspace_slug);
+    if !validate::is_username(username)
+        || !workspace_shape_ok
+        || validate::char_len(&password) > MAX_PASSWORD_CHARS
+    {
         // The dummy verify of a fixed password: the work does not depend on what was sent.
         state.passwords.verify(String::new(), None).await?;
         return Err(AppError::InvalidCredentials);
     }
-    let attempt = state.auth_limits.login_attempt(address, username).await?;
-    let found = store::users::credentials(&state.db, username).await?;
+    // Counted per workspace and username, as given: an unknown workspace counts like an
+    // unknown user, and `ann` of one workspace is not `ann` of another.
+    let attempt = state
+        .auth_limits
+        .login_attempt(address, workspace.unwrap_or(workspaces::DEFAULT_SLUG), username)
+        .await?;
+    let found = match workspaces::resolve(state, workspace).await? {
+        Some(ws) => store::users::credentials(&state.db, ws, username).await?,
+        None => None,
+    };
     let (hash, found) = match found {
         Some(c) => (Some(c.password_hash.clone()), Some(c)),
         None => (None, None),
@@ -151,23 +206,24 @@ async fn open_session(
     let user_agent = user_agent.map(|ua| ua.chars().take(256).collect::<String>());
     let session_id = store::sessions::create(
         &mut *tx,
+        user.workspace_id,
         user.id,
         &refresh_hash,
         expires_at,
         user_agent.as_deref(),
     )
     .await?;
-    tokens(state, user.id, session_id, refresh_token)
+    tokens(state, user, session_id, refresh_token)
 }
 
 fn tokens(
     state: &AppState,
-    user_id: Uuid,
+    user: &User,
     session_id: Uuid,
     refresh_token: String,
 ) -> AppResult<Tokens> {
     Ok(Tokens {
-        access_token: state.keys.issue(user_id, session_id)?,
+        access_token: state.keys.issue(user.workspace_id, user.id, session_id)?,
         refresh_token,
         token_type: "Bearer",
         expires_in: state.keys.access_ttl.as_secs(),
@@ -185,18 +241,20 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Tokens>
     match store::sessions::rotate(&mut tx, &old_hash, &new_hash, expires_at, max_age).await? {
         Rotation::Rotated { session_id, user } => {
             tx.commit().await?;
-            tokens(state, user.id, session_id, new_token)
+            tokens(state, &user, session_id, new_token)
         }
         Rotation::Reused {
+            ws,
             session_id,
             user_id,
         } => {
             let was_live =
-                store::sessions::revoke(&mut *tx, session_id, RevokeReason::RefreshTokenReused)
+                store::sessions::revoke(&mut *tx, ws, session_id, RevokeReason::RefreshTokenReused)
                     .await?;
             if was_live {
                 audit::record(
                     &mut *tx,
+                    ws,
                     audit::Entry::new(audit::Action::RefreshTokenReused)
                         .target(user_id)
                         .detail(json!({ "session_id": session_id })),
@@ -220,7 +278,13 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<Tokens>
 
 /// Ends the caller's session: its tokens stop working and its sockets are disconnected.
 pub async fn logout(state: &AppState, caller: &AuthUser) -> AppResult<()> {
-    store::sessions::revoke(&state.db, caller.session_id, RevokeReason::Logout).await?;
+    store::sessions::revoke(
+        &state.db,
+        caller.workspace(),
+        caller.session_id,
+        RevokeReason::Logout,
+    )
+    .await?;
     state
         .realtime
         .disconnect_sessions(&[caller.session_id])
@@ -234,7 +298,10 @@ pub async fn set_display_name(
     display_name: &str,
 ) -> AppResult<User> {
     let display_name = validate::display_name("display_name", display_name)?;
-    Ok(store::users::set_display_name(&state.db, caller.id(), &display_name).await?)
+    Ok(
+        store::users::set_display_name(&state.db, caller.workspace(), caller.id(), &display_name)
+            .await?,
+    )
 }
 
 /// Changes the caller's password and revokes every other session of theirs. A wrong current
@@ -256,7 +323,8 @@ pub async fn change_password(
         .auth_limits
         .password_change_attempt(caller.session_id)
         .await?;
-    let hash = store::users::password_hash(&state.db, caller.id()).await?;
+    let ws = caller.workspace();
+    let hash = store::users::password_hash(&state.db, ws, caller.id()).await?;
     if !state.passwords.verify(current, hash).await? {
         attempt.failed();
         return Err(AppError::InvalidCredentials);
@@ -264,9 +332,10 @@ pub async fn change_password(
     attempt.succeeded().await;
     let new_hash = state.passwords.hash(new).await?;
     let mut tx = state.db.begin().await?;
-    store::users::set_password_hash(&mut *tx, caller.id(), &new_hash).await?;
+    store::users::set_password_hash(&mut *tx, ws, caller.id(), &new_hash).await?;
     let revoked = store::sessions::revoke_all_of_user(
         &mut *tx,
+        ws,
         caller.id(),
         Some(caller.session_id),
         RevokeReason::PasswordChanged,
@@ -274,6 +343,7 @@ pub async fn change_password(
     .await?;
     audit::record(
         &mut *tx,
+        ws,
         audit::Entry::new(audit::Action::PasswordChanged)
             .actor(caller.id())
             .target(caller.id())
@@ -285,11 +355,22 @@ pub async fn change_password(
     Ok(())
 }
 
-/// `huddle user create`: makes a user, or (if the name exists) sets its password, ends every
-/// session it had and, with `admin`, makes it an admin. Returns the user and whether it was
-/// created.
+/// `huddle user create` without `--workspace`: as `create_or_update_user_in`, in `default`.
 pub async fn create_or_update_user(
     state: &AppState,
+    username: &str,
+    password: String,
+    admin: bool,
+) -> AppResult<(User, bool)> {
+    create_or_update_user_in(state, WorkspaceId::DEFAULT, username, password, admin).await
+}
+
+/// `huddle user create`: makes a user of `ws`, or (if the name exists there) sets its password,
+/// ends every session it had and, with `admin`, makes it an admin. Returns the user and whether
+/// it was created.
+pub async fn create_or_update_user_in(
+    state: &AppState,
+    ws: WorkspaceId,
     username: &str,
     password: String,
     admin: bool,
@@ -300,9 +381,10 @@ pub async fn create_or_update_user(
     // A reset is how an operator takes a compromised account back: whoever holds its sessions
     // must lose them with the old password, as with `POST /api/me/password`.
     let mut tx = state.db.begin().await?;
-    if let Some(user) = store::users::reset(&mut *tx, username, &hash, admin).await? {
+    if let Some(user) = store::users::reset(&mut *tx, ws, username, &hash, admin).await? {
         let revoked = store::sessions::revoke_all_of_user(
             &mut *tx,
+            ws,
             user.id,
             None,
             RevokeReason::PasswordChanged,
@@ -310,6 +392,7 @@ pub async fn create_or_update_user(
         .await?;
         audit::record(
             &mut *tx,
+            ws,
             audit::Entry::new(audit::Action::PasswordChanged)
                 .target(user.id)
                 .detail(json!({ "sessions_revoked": revoked.len(), "by": "cli" })),
@@ -322,6 +405,7 @@ pub async fn create_or_update_user(
     drop(tx);
     let user = store::users::create(
         &state.db,
+        ws,
         NewUser {
             username,
             display_name: username,

@@ -1,5 +1,6 @@
 //! What admins (users with `is_admin`) may do beyond everyone else: disable and enable users.
-//! (Deleting any room is in `rooms::delete`.)
+//! (Deleting any room is in `rooms::delete`.) An admin is the admin of its own workspace: a user
+//! of another workspace is not found.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -20,6 +21,7 @@ async fn require_admin(state: &AppState, caller: &AuthUser, action: &str) -> App
     }
     audit::record(
         &state.db,
+        caller.workspace(),
         audit::Entry::new(audit::Action::AccessDenied)
             .actor(caller.id())
             .detail(json!({ "action": action })),
@@ -37,17 +39,24 @@ pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppR
             "you cannot disable your own account".into(),
         ));
     }
+    let ws = caller.workspace();
     let mut tx = state.db.begin().await?;
-    let changed = store::users::set_disabled(&mut *tx, user_id, true)
+    let changed = store::users::set_disabled(&mut *tx, ws, user_id, true)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user".into()))?;
     // Revoke even when already disabled: it costs nothing and leaves no doubt.
-    let revoked =
-        store::sessions::revoke_all_of_user(&mut *tx, user_id, None, RevokeReason::UserDisabled)
-            .await?;
+    let revoked = store::sessions::revoke_all_of_user(
+        &mut *tx,
+        ws,
+        user_id,
+        None,
+        RevokeReason::UserDisabled,
+    )
+    .await?;
     if changed {
         audit::record(
             &mut *tx,
+            ws,
             audit::Entry::new(audit::Action::UserDisabled)
                 .actor(caller.id())
                 .target(user_id)
@@ -63,13 +72,15 @@ pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppR
 
 pub async fn enable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<()> {
     require_admin(state, caller, "enable_user").await?;
+    let ws = caller.workspace();
     let mut tx = state.db.begin().await?;
-    let changed = store::users::set_disabled(&mut *tx, user_id, false)
+    let changed = store::users::set_disabled(&mut *tx, ws, user_id, false)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user".into()))?;
     if changed {
         audit::record(
             &mut *tx,
+            ws,
             audit::Entry::new(audit::Action::UserEnabled)
                 .actor(caller.id())
                 .target(user_id),

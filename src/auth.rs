@@ -13,9 +13,11 @@ use crate::{
     app::AppState,
     error::{AppError, AppResult},
     store,
+    workspaces::WorkspaceId,
 };
 
-/// An authenticated caller: a live session of an enabled user.
+/// An authenticated caller: a live session of an enabled user, inside its workspace. Everything
+/// a caller does is scoped by `workspace()`.
 #[derive(Clone, Debug)]
 pub struct AuthUser {
     pub user: store::users::User,
@@ -26,14 +28,20 @@ impl AuthUser {
     pub fn id(&self) -> Uuid {
         self.user.id
     }
+
+    /// The caller's workspace: the token's `wid`, which `authenticate` checked is the session's.
+    pub fn workspace(&self) -> WorkspaceId {
+        self.user.workspace_id
+    }
 }
 
-/// Checks an access token: signature, algorithm and expiry, then that its session is live and its
-/// user enabled (one indexed query), so that logout, a password change or disabling a user act
-/// on the very next request.
+/// Checks an access token: signature, algorithm and expiry, then that its session is live, its
+/// user enabled and its workspace the token's `wid` (one indexed query), so that logout, a
+/// password change or disabling a user act on the very next request, and a token can never
+/// name a workspace its session is not in.
 pub async fn authenticate(state: &AppState, token: &str) -> AppResult<AuthUser> {
     let claims = state.keys.verify(token)?;
-    let user = store::sessions::live_user(&state.db, claims.sid, claims.sub)
+    let user = store::sessions::live_user(&state.db, claims.wid, claims.sid, claims.sub)
         .await?
         .ok_or(AppError::Unauthorized)?;
     Ok(AuthUser {

@@ -78,8 +78,10 @@ pub struct Config {
     /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
     /// that clusters sharing a Redis stay apart.
     pub redis_prefix: String,
-    /// Public rooms that exist from the first start.
+    /// Public rooms that exist from the first start, and in every new workspace.
     pub default_rooms: Vec<String>,
+    /// Whether `POST /api/workspaces` is open to anyone.
+    pub workspace_signup: WorkspaceSignup,
     pub max_body_bytes: usize,
     /// Messages per second per user (sendMessage, directMessage, typing); 0 turns the limit off.
     pub message_rate: u32,
@@ -117,6 +119,20 @@ pub struct Config {
     /// How long a client may take to send a request's headers, and how long a kept-alive HTTP
     /// connection may sit idle between requests.
     pub http_header_timeout: Duration,
+}
+
+/// Whether anyone may create a workspace with `POST /api/workspaces` (`WORKSPACE_SIGNUP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkspaceSignup {
+    /// Only operators create workspaces (`huddle workspace create`); the default.
+    Closed,
+    Open,
+}
+
+impl WorkspaceSignup {
+    pub fn is_open(self) -> bool {
+        self == WorkspaceSignup::Open
+    }
 }
 
 /// One invalid setting, already phrased for the operator.
@@ -232,6 +248,15 @@ impl Config {
                 )))
             }
         };
+        let workspace_signup = match env.get("WORKSPACE_SIGNUP").unwrap_or("closed") {
+            "closed" => WorkspaceSignup::Closed,
+            "open" => WorkspaceSignup::Open,
+            other => {
+                return Err(ConfigError(format!(
+                    "WORKSPACE_SIGNUP must be 'closed' or 'open', got '{other}'"
+                )))
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let password_hash_concurrency = env.positive("PASSWORD_HASH_CONCURRENCY", cores)?;
         Ok(Config {
@@ -259,6 +284,7 @@ impl Config {
             redis_url: redis_url.map(SecretUrl),
             redis_prefix,
             default_rooms,
+            workspace_signup,
             max_body_bytes: env.positive("MAX_BODY_BYTES", 1024 * 1024)?,
             message_rate: env.parse(
                 "MESSAGE_RATE",
@@ -403,6 +429,15 @@ mod tests {
         assert!(c.cors_origins.is_none());
         assert!(c.redis_url.is_none());
         assert_eq!(c.redis_prefix, "huddle:huddle");
+        assert_eq!(c.workspace_signup, WorkspaceSignup::Closed);
+    }
+
+    #[test]
+    fn workspace_signup_is_closed_or_open() {
+        let open = Config::from_vars(&vars(&[("WORKSPACE_SIGNUP", "open")])).unwrap();
+        assert!(open.workspace_signup.is_open());
+        let closed = Config::from_vars(&vars(&[("WORKSPACE_SIGNUP", "closed")])).unwrap();
+        assert!(!closed.workspace_signup.is_open());
     }
 
     #[test]
@@ -440,6 +475,7 @@ mod tests {
             ("ROOMS_PER_HOUR", "x"),
             ("HSTS_MAX_AGE", "1y"),
             ("HTTP_HEADER_TIMEOUT", "0"),
+            ("WORKSPACE_SIGNUP", "yes"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(

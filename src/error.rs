@@ -191,6 +191,7 @@ fn conflict_message(constraint: &str) -> Option<&'static str> {
     match constraint {
         "users_username_key" => Some("this username is taken"),
         "rooms_name_key" => Some("a room with this name already exists"),
+        "workspaces_slug_key" => Some("a workspace with this slug already exists"),
         _ => None,
     }
 }

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod ops;
 pub mod oversize;
 pub mod rooms;
+pub mod workspaces;
 
 use axum::Router;
 
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         "/api",
         accounts::router()
             .merge(rooms::router())
-            .merge(admin::router()),
+            .merge(admin::router())
+            .merge(workspaces::router()),
     )
 }

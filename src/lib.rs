@@ -22,4 +22,5 @@ pub mod rooms;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+pub mod workspaces;
 pub mod writer;

@@ -278,14 +278,17 @@ impl AuthLimits {
     }
 
     /// Before checking a login's password: takes a cell from the (address, username) bucket
-    /// and from the username's global one, or refuses while either is empty. `username` must
-    /// already be a valid username (ASCII), so that lowercasing it is the one way to spell it.
+    /// and from the username's global one, or refuses while either is empty. A username is
+    /// counted within its workspace (`workspace`: the slug the client named): `ann` of one
+    /// workspace is someone else than `ann` of another. Both must already be valid (ASCII, and
+    /// neither contains `/`), so that lowercasing gives the one way to spell the pair.
     pub async fn login_attempt(
         self: &Arc<Self>,
         address: IpAddr,
+        workspace: &str,
         username: &str,
     ) -> Result<LoginAttempt, AppError> {
-        let name = username.to_ascii_lowercase();
+        let name = format!("{workspace}/{username}").to_ascii_lowercase();
         self.take(vec![
             FailureKey::Pair(address_key(address), name.clone()),
             FailureKey::Username(name),
@@ -629,16 +632,18 @@ mod tests {
         let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         for _ in 0..5 {
-            limits.login_attempt(a, "Alice").await.unwrap().failed();
+            limits.login_attempt(a, "default", "Alice").await.unwrap().failed();
         }
         assert!(
-            limits.login_attempt(a, "alice").await.is_err(),
+            limits.login_attempt(a, "default", "alice").await.is_err(),
             "sixth attempt refused, any case"
         );
-        assert!(limits.login_attempt(a, "bob").await.is_ok());
+        assert!(limits.login_attempt(a, "default", "bob").await.is_ok());
+        // Nor is the same username in another workspace: another person.
+        assert!(limits.login_attempt(a, "acme", "alice").await.is_ok());
         // The same username from elsewhere is not locked by this address's failures.
         limits
-            .login_attempt(ip("198.51.100.7"), "alice")
+            .login_attempt(ip("198.51.100.7"), "default", "alice")
             .await
             .unwrap()
             .succeeded()
@@ -646,16 +651,16 @@ mod tests {
 
         let limits = AuthLimits::new(30, None);
         for _ in 0..4 {
-            limits.login_attempt(a, "carol").await.unwrap().failed();
+            limits.login_attempt(a, "default", "carol").await.unwrap().failed();
         }
         limits
-            .login_attempt(a, "carol")
+            .login_attempt(a, "default", "carol")
             .await
             .unwrap()
             .succeeded()
             .await;
         for _ in 0..5 {
-            limits.login_attempt(a, "carol").await.unwrap().failed();
+            limits.login_attempt(a, "default", "carol").await.unwrap().failed();
         }
     }
 
@@ -666,15 +671,15 @@ mod tests {
         // Five attempts in flight at once: a sixth is refused before any has failed.
         let mut pending = Vec::new();
         for _ in 0..5 {
-            pending.push(limits.login_attempt(a, "dora").await.unwrap());
+            pending.push(limits.login_attempt(a, "default", "dora").await.unwrap());
         }
-        assert!(limits.login_attempt(a, "dora").await.is_err());
+        assert!(limits.login_attempt(a, "default", "dora").await.is_err());
         // Ended by neither outcome (an error on the way): the cells come back.
         drop(pending);
         for _ in 0..5 {
-            limits.login_attempt(a, "dora").await.unwrap().failed();
+            limits.login_attempt(a, "default", "dora").await.unwrap().failed();
         }
-        assert!(limits.login_attempt(a, "dora").await.is_err());
+        assert!(limits.login_attempt(a, "default", "dora").await.is_err());
     }
 
     #[tokio::test]
@@ -682,10 +687,10 @@ mod tests {
         let limits = AuthLimits::new(30, None);
         for i in 0..FAILED_LOGINS_GLOBAL {
             let from = ip(&format!("10.0.{}.{}", i / 200, i % 200));
-            limits.login_attempt(from, "erin").await.unwrap().failed();
+            limits.login_attempt(from, "default", "erin").await.unwrap().failed();
         }
-        assert!(limits.login_attempt(ip("10.9.9.9"), "erin").await.is_err());
-        assert!(limits.login_attempt(ip("10.9.9.9"), "frank").await.is_ok());
+        assert!(limits.login_attempt(ip("10.9.9.9"), "default", "erin").await.is_err());
+        assert!(limits.login_attempt(ip("10.9.9.9"), "default", "frank").await.is_ok());
     }
 
     #[tokio::test]
@@ -693,7 +698,7 @@ mod tests {
         let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         for _ in 0..5 {
-            limits.login_attempt(a, "gina").await.unwrap().failed();
+            limits.login_attempt(a, "default", "gina").await.unwrap().failed();
         }
         let session = Uuid::now_v7();
         for _ in 0..5 {
@@ -731,7 +736,7 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..100 {
             limits.check_address(ip).await.unwrap();
-            limits.login_attempt(ip, "dave").await.unwrap().failed();
+            limits.login_attempt(ip, "default", "dave").await.unwrap().failed();
         }
     }
 }

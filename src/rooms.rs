@@ -1,7 +1,8 @@
 //! Rooms, their members (the ACL), direct rooms, history and read state: the rules, shared by
 //! REST and Socket.IO. Handlers of both transports parse and answer; this decides who may do
 //! what, and performs the realtime effects of what it decides (kicks, deletions, read
-//! positions), so that they happen whoever calls.
+//! positions), so that they happen whoever calls. Everything here acts inside the caller's
+//! workspace: a room, member or user of another workspace is exactly an unknown one.
 
 use serde::Serialize;
 use serde_json::json;
@@ -20,6 +21,7 @@ use crate::{
         users::{User, UserRef},
     },
     validate::{self, PageQuery, Seq},
+    workspaces::WorkspaceId,
 };
 
 impl RoomAccess {
@@ -86,6 +88,7 @@ async fn audit_denied(
     }
     audit::record(
         &state.db,
+        caller.workspace(),
         audit::Entry::new(audit::Action::AccessDenied)
             .actor(caller.id())
             .room(Some(room.id), &room.name)
@@ -101,20 +104,20 @@ async fn find(
     caller: &AuthUser,
     key: RoomKey<'_>,
 ) -> AppResult<Option<RoomAccess>> {
-    let db = &state.db;
+    let (db, ws) = (&state.db, caller.workspace());
     let asked = match key {
-        RoomKey::Id(id) => return Ok(store::rooms::access_by_id(db, id, caller.id()).await?),
+        RoomKey::Id(id) => return Ok(store::rooms::access_by_id(db, ws, id, caller.id()).await?),
         RoomKey::Asked(asked) => asked,
     };
     if let Ok(id) = asked.parse::<Uuid>() {
-        if let Some(access) = store::rooms::access_by_id(db, id, caller.id()).await? {
+        if let Some(access) = store::rooms::access_by_id(db, ws, id, caller.id()).await? {
             return Ok(Some(access));
         }
     }
     if !validate::is_room_name(asked) && !asked.starts_with("dm:") {
         return Ok(None);
     }
-    Ok(store::rooms::access_by_name(db, asked, caller.id()).await?)
+    Ok(store::rooms::access_by_name(db, ws, asked, caller.id()).await?)
 }
 
 /// The one access rule, for REST and sockets alike: a room the caller may enter (public, or on
@@ -182,18 +185,21 @@ pub async fn create(
     }
     let topic = validate::topic("topic", topic)?;
     state.quotas.new_room(caller.id()).await?;
+    let ws = caller.workspace();
     let mut tx = state.db.begin().await?;
     let room = store::rooms::create(
         &mut *tx,
+        ws,
         name,
         visibility,
         topic.as_deref(),
         Some(caller.id()),
     )
     .await?;
-    store::members::upsert(&mut *tx, room.id, caller.id(), Role::Owner, None).await?;
+    store::members::upsert(&mut *tx, ws, room.id, caller.id(), Role::Owner, None).await?;
     audit::record(
         &mut *tx,
+        ws,
         audit::Entry::new(audit::Action::RoomCreated)
             .actor(caller.id())
             .room(Some(room.id), &room.name)
@@ -205,24 +211,28 @@ pub async fn create(
     Ok(room)
 }
 
-/// Creates the `DEFAULT_ROOMS` that do not exist yet.
+/// Creates the `DEFAULT_ROOMS` of the `default` workspace that do not exist yet (at every start,
+/// so a changed `DEFAULT_ROOMS` reaches it). Other workspaces get theirs when they are created.
 pub async fn ensure_default_rooms(state: &AppState) -> anyhow::Result<()> {
-    let created = store::rooms::ensure_public(&state.db, &state.config.default_rooms).await?;
+    let names = &state.config.default_rooms;
+    let created = store::rooms::ensure_public(&state.db, WorkspaceId::DEFAULT, names).await?;
     if created > 0 {
         tracing::info!(created, "default rooms created");
     }
     Ok(())
 }
 
-/// Public rooms by name, `limit` at a time after the name `after`; with the name to page on
-/// from when more remain.
+/// The public rooms of the caller's workspace by name, `limit` at a time after the name `after`;
+/// with the name to page on from when more remain.
 pub async fn list_public(
     state: &AppState,
+    caller: &AuthUser,
     after: Option<&str>,
     limit: i64,
 ) -> AppResult<(Vec<Room>, Option<String>)> {
     // One more than asked tells whether more remain.
-    let mut rooms = store::rooms::list_public(&state.db, after, limit + 1).await?;
+    let ws = caller.workspace();
+    let mut rooms = store::rooms::list_public(&state.db, ws, after, limit + 1).await?;
     let next = if rooms.len() as i64 > limit {
         rooms.truncate(limit as usize);
         rooms.last().map(|r| r.name.clone())
@@ -233,7 +243,7 @@ pub async fn list_public(
 }
 
 pub async fn list_mine(state: &AppState, caller: &AuthUser) -> AppResult<Vec<MyRoom>> {
-    Ok(store::rooms::list_for_member(&state.db, caller.id()).await?)
+    Ok(store::rooms::list_for_member(&state.db, caller.workspace(), caller.id()).await?)
 }
 
 pub async fn get(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResult<Room> {
@@ -253,13 +263,14 @@ pub async fn update(
         None => Ok(access.room),
         Some(t) => {
             let t = validate::topic("topic", t.as_deref())?;
-            Ok(store::rooms::set_topic(&state.db, room_id, t.as_deref()).await?)
+            let ws = caller.workspace();
+            Ok(store::rooms::set_topic(&state.db, ws, room_id, t.as_deref()).await?)
         }
     }
 }
 
-/// Deletes a room (its owner, or an admin, who need not be able to see it); its sockets, on
-/// every node, get `removed` with reason `room_deleted`.
+/// Deletes a room (its owner, or an admin of its workspace, who need not be able to see it); its
+/// sockets, on every node, get `removed` with reason `room_deleted`.
 pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResult<()> {
     let access = if caller.user.is_admin {
         find(state, caller, RoomKey::Id(room_id))
@@ -271,13 +282,15 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
         require(state, caller, &access, owner, "delete_room").await?;
         access
     };
-    purge_messages(state, &access.room).await?;
+    let ws = caller.workspace();
+    purge_messages(state, ws, &access.room).await?;
     let mut tx = state.db.begin().await?;
-    if !store::rooms::delete(&mut *tx, room_id).await? {
+    if !store::rooms::delete(&mut *tx, ws, room_id).await? {
         return Err(AppError::not_found());
     }
     audit::record(
         &mut *tx,
+        ws,
         audit::Entry::new(audit::Action::RoomDeleted)
             .actor(caller.id())
             .room(Some(room_id), &access.room.name)
@@ -297,13 +310,13 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
 /// the cascade would hold the room's row lock for as long as it takes to delete them all, and
 /// the message writer, which locks the rooms of each batch, would wait that long for every
 /// room on every node. Messages sent meanwhile go with the room row's final cascade.
-async fn purge_messages(state: &AppState, room: &Room) -> AppResult<()> {
+async fn purge_messages(state: &AppState, ws: WorkspaceId, room: &Room) -> AppResult<()> {
     const CHUNK: i64 = 5_000;
     let mut purged: u64 = 0;
     let started = std::time::Instant::now();
     let mut reported = started;
     loop {
-        let done = store::messages::purge_some(&state.db, room.id, CHUNK).await?;
+        let done = store::messages::purge_some(&state.db, ws, room.id, CHUNK).await?;
         purged += done;
         if done < CHUNK as u64 {
             break;
@@ -321,7 +334,7 @@ async fn purge_messages(state: &AppState, room: &Room) -> AppResult<()> {
 
 pub async fn members(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResult<Vec<Member>> {
     visible(state, caller, room_id, "list_members").await?;
-    Ok(store::members::list(&state.db, room_id).await?)
+    Ok(store::members::list(&state.db, caller.workspace(), room_id).await?)
 }
 
 /// The ACL grant: adds `user_id` to the room with `role` (`member` or `moderator`), or changes
@@ -343,8 +356,9 @@ pub async fn grant(
     let access = visible(state, caller, room_id, "grant_member").await?;
     let allowed = access.room.visibility != Visibility::Direct && access.manages();
     require(state, caller, &access, allowed, "grant_member").await?;
-    find_user(state, user_id).await?;
-    let current = store::members::role(&state.db, room_id, user_id).await?;
+    find_user(state, caller, user_id).await?;
+    let ws = caller.workspace();
+    let current = store::members::role(&state.db, ws, room_id, user_id).await?;
     let touches_moderator = role == Role::Moderator || current == Some(Role::Moderator);
     let allowed =
         current != Some(Role::Owner) && (access.role == Some(Role::Owner) || !touches_moderator);
@@ -352,7 +366,7 @@ pub async fn grant(
 
     let mut tx = state.db.begin().await?;
     let member =
-        store::members::upsert(&mut *tx, room_id, user_id, role, Some(caller.id())).await?;
+        store::members::upsert(&mut *tx, ws, room_id, user_id, role, Some(caller.id())).await?;
     let action = match current {
         None => Some(audit::Action::MemberGranted),
         Some(old) if old != role => Some(audit::Action::RoleChanged),
@@ -361,6 +375,7 @@ pub async fn grant(
     if let Some(action) = action {
         audit::record(
             &mut *tx,
+            ws,
             audit::Entry::new(action)
                 .actor(caller.id())
                 .target(user_id)
@@ -396,6 +411,7 @@ pub async fn remove_member(
     user_id: Uuid,
 ) -> AppResult<()> {
     let access = visible(state, caller, room_id, "remove_member").await?;
+    let ws = caller.workspace();
     let removal = if user_id == caller.id() {
         Removal::Left
     } else {
@@ -405,7 +421,7 @@ pub async fn remove_member(
         access.role
     } else {
         require(state, caller, &access, access.manages(), "remove_member").await?;
-        store::members::role(&state.db, room_id, user_id).await?
+        store::members::role(&state.db, ws, room_id, user_id).await?
     };
     let target = target.ok_or_else(|| AppError::NotFound("no such member".into()))?;
     require(
@@ -416,14 +432,15 @@ pub async fn remove_member(
         "remove_member",
     )
     .await?;
-    let user = find_user(state, user_id).await?;
+    let user = find_user(state, caller, user_id).await?;
 
     let mut tx = state.db.begin().await?;
-    if !store::members::remove(&mut *tx, room_id, user_id).await? {
+    if !store::members::remove(&mut *tx, ws, room_id, user_id).await? {
         return Err(AppError::NotFound("no such member".into()));
     }
     audit::record(
         &mut *tx,
+        ws,
         audit::Entry::new(audit::Action::MemberRemoved)
             .actor(caller.id())
             .target(user_id)
@@ -439,8 +456,9 @@ pub async fn remove_member(
     Ok(())
 }
 
-async fn find_user(state: &AppState, user_id: Uuid) -> AppResult<User> {
-    store::users::find(&state.db, user_id)
+/// A user of the caller's workspace.
+async fn find_user(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<User> {
+    store::users::find(&state.db, caller.workspace(), user_id)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user".into()))
 }
@@ -454,7 +472,8 @@ pub enum UserKey<'a> {
     Asked(&'a str),
 }
 
-/// The name of the direct room of two users: `dm:` and their ids, sorted, joined by `-`.
+/// The name of the direct room of two users: `dm:` and their ids, sorted, joined by `-`. Unique
+/// across workspaces too, since user ids are, though only unique within one is required.
 pub fn direct_room_name(a: Uuid, b: Uuid) -> String {
     let (low, high) = if a.to_string() <= b.to_string() {
         (a, b)
@@ -473,11 +492,12 @@ pub async fn direct(
     other: UserKey<'_>,
     field: &str,
 ) -> AppResult<(Room, User)> {
+    let ws = caller.workspace();
     let other = match other {
-        UserKey::Id(id) => find_user(state, id).await?,
+        UserKey::Id(id) => find_user(state, caller, id).await?,
         UserKey::Asked(asked) => match asked.parse::<Uuid>() {
-            Ok(id) => find_user(state, id).await?,
-            Err(_) => store::users::find_by_username(&state.db, asked)
+            Ok(id) => find_user(state, caller, id).await?,
+            Err(_) => store::users::find_by_username(&state.db, ws, asked)
                 .await?
                 .ok_or_else(|| AppError::NotFound("no such user".into()))?,
         },
@@ -490,12 +510,13 @@ pub async fn direct(
     }
     let name = direct_room_name(caller.id(), other.id);
     let mut tx = state.db.begin().await?;
-    let (room, created) = store::rooms::get_or_create_direct(&mut tx, &name, caller.id()).await?;
+    let (room, created) =
+        store::rooms::get_or_create_direct(&mut tx, ws, &name, caller.id()).await?;
     if created {
         // Refused: the transaction is dropped, so the room is not made.
         state.quotas.new_room(caller.id()).await?;
     }
-    store::members::add_missing(&mut *tx, room.id, &[caller.id(), other.id]).await?;
+    store::members::add_missing(&mut *tx, ws, room.id, &[caller.id(), other.id]).await?;
     tx.commit().await?;
     Ok((room, other))
 }
@@ -510,7 +531,8 @@ pub async fn history(
 ) -> AppResult<History> {
     let (page, limit) = query.page()?;
     let access = access(state, caller, key, "history", refusal).await?;
-    let history = store::messages::page(&state.db, access.room.id, page, limit).await?;
+    let ws = caller.workspace();
+    let history = store::messages::page(&state.db, ws, access.room.id, page, limit).await?;
     Ok(within_bytes(history, page))
 }
 
@@ -559,10 +581,16 @@ fn within_bytes(mut history: History, page: Page) -> History {
 
 /// The history a join replays (access already checked): the newest `HISTORY_LIMIT` messages,
 /// or with `since` the oldest `HISTORY_LIMIT` after it.
-pub async fn replay(state: &AppState, room_id: Uuid, since: Option<Seq>) -> AppResult<History> {
+pub async fn replay(
+    state: &AppState,
+    caller: &AuthUser,
+    room_id: Uuid,
+    since: Option<Seq>,
+) -> AppResult<History> {
     let limit = i64::from(state.config.history_limit);
     let page = since.map_or(Page::Before(None), |s| Page::After(s.0));
-    let history = store::messages::page(&state.db, room_id, page, limit).await?;
+    let ws = caller.workspace();
+    let history = store::messages::page(&state.db, ws, room_id, page, limit).await?;
     Ok(within_bytes(history, page))
 }
 
@@ -579,9 +607,11 @@ pub async fn mark_read(
 ) -> AppResult<()> {
     let access = access(state, caller, key, "mark_read", refusal).await?;
     require(state, caller, &access, access.role.is_some(), "mark_read").await?;
-    let (stored, moved) = store::members::mark_read(&state.db, access.room.id, caller.id(), seq.0)
-        .await?
-        .ok_or_else(AppError::forbidden)?;
+    let ws = caller.workspace();
+    let (stored, moved) =
+        store::members::mark_read(&state.db, ws, access.room.id, caller.id(), seq.0)
+            .await?
+            .ok_or_else(AppError::forbidden)?;
     if moved {
         state
             .realtime

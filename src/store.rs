@@ -8,6 +8,7 @@ pub mod messages;
 pub mod rooms;
 pub mod sessions;
 pub mod users;
+pub mod workspaces;
 
 use sqlx::{postgres::PgPoolOptions, PgPool};
 

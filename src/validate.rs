@@ -32,6 +32,28 @@ pub fn is_room_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Workspace slug: 2-32 of `[a-z0-9-]`.
+pub fn is_workspace_slug(s: &str) -> bool {
+    (2..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub fn workspace_slug(field: &str, value: &str) -> Result<(), AppError> {
+    if !is_workspace_slug(value) {
+        return Err(AppError::invalid_field(
+            field,
+            "must be 2-32 characters of a-z, 0-9 and '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// A workspace's display name, trimmed; 1-64 characters, held to the display names' rules.
+pub fn workspace_name(field: &str, value: &str) -> Result<String, AppError> {
+    display_name(field, value)
+}
+
 /// Length in characters (Unicode scalar values), as the contract counts.
 pub fn char_len(s: &str) -> usize {
     s.chars().count()
@@ -248,6 +270,16 @@ mod tests {
         }
         for bad in ["ab", "", "with space", "émile", "a/b", &"x".repeat(33)] {
             assert!(!is_username(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn workspace_slugs() {
+        for ok in ["ab", "acme-2", &"w".repeat(32)] {
+            assert!(is_workspace_slug(ok), "{ok}");
+        }
+        for bad in ["a", "", "Acme", "ac_me", "a b", &"w".repeat(33)] {
+            assert!(!is_workspace_slug(bad), "{bad}");
         }
     }
 

@@ -32,7 +32,7 @@ async fn registering_returns_the_user_and_a_token_pair() {
     assert!(created_at.ends_with('Z'), "UTC: {created_at}");
     assert_eq!(
         user.as_object().unwrap().len(),
-        5,
+        6,
         "exactly the contract's user fields: {user}"
     );
     assert_eq!(body["token_type"], "Bearer");

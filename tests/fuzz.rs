@@ -181,7 +181,9 @@ proptest! {
         to in any::<char>(),
     ) {
         let keys = keys();
-        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let token = keys
+            .issue(huddle::workspaces::WorkspaceId::DEFAULT, Uuid::now_v7(), Uuid::now_v7())
+            .unwrap();
         let mut chars: Vec<char> = token.chars().collect();
         let i = at.index(chars.len());
         prop_assume!(chars[i] != to);

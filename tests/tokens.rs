@@ -47,8 +47,8 @@ async fn a_real_token_carries_exactly_the_contracts_claims() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 4, "{claims}");
-    for key in ["sub", "sid", "iat", "exp"] {
+    assert_eq!(keys.len(), 5, "{claims}");
+    for key in ["sub", "sid", "wid", "iat", "exp"] {
         assert!(claims.get(key).is_some(), "{key} missing: {claims}");
     }
     assert_eq!(claims["sub"], amy.id.to_string());

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::{error::AppError, workspaces::WorkspaceId};
 
 /// The claims of an access token, exactly as the contract lists them.
 #[derive(Debug, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub struct Claims {
     pub sub: Uuid,
     /// The session id: revoking the session kills the token before it expires.
     pub sid: Uuid,
+    /// The workspace of the user and the session. Checked against the session on every request
+    /// (`auth::authenticate`), so it is a statement the server made, never a client's choice.
+    pub wid: WorkspaceId,
     pub iat: u64,
     pub exp: u64,
 }
@@ -54,12 +57,18 @@ impl Keys {
         }
     }
 
-    /// A fresh access token for a session.
-    pub fn issue(&self, user_id: Uuid, session_id: Uuid) -> anyhow::Result<String> {
+    /// A fresh access token for a session of a user of `ws`.
+    pub fn issue(
+        &self,
+        ws: WorkspaceId,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> anyhow::Result<String> {
         let iat = unix_now();
         let claims = Claims {
             sub: user_id,
             sid: session_id,
+            wid: ws,
             iat,
             exp: iat + self.access_ttl.as_secs(),
         };
@@ -114,9 +123,10 @@ mod tests {
     fn a_token_round_trips_and_a_foreign_one_does_not() {
         let keys = Keys::new(&[7; 32], &[], Duration::from_secs(60));
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
-        let token = keys.issue(user, session).unwrap();
+        let ws = WorkspaceId::from(Uuid::now_v7());
+        let token = keys.issue(ws, user, session).unwrap();
         let claims = keys.verify(&token).unwrap();
-        assert_eq!((claims.sub, claims.sid), (user, session));
+        assert_eq!((claims.sub, claims.sid, claims.wid), (user, session, ws));
         assert_eq!(claims.exp - claims.iat, 60);
 
         let other = Keys::new(&[8; 32], &[], Duration::from_secs(60));
@@ -126,13 +136,19 @@ mod tests {
     #[test]
     fn a_previous_secret_still_verifies_but_never_signs() {
         let old = Keys::new(&[7; 32], &[], Duration::from_secs(60));
-        let token = old.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let token = old
+            .issue(WorkspaceId::DEFAULT, Uuid::now_v7(), Uuid::now_v7())
+            .unwrap();
         let rotated = Keys::new(&[8; 32], &[&[9; 32], &[7; 32]], Duration::from_secs(60));
         assert!(rotated.verify(&token).is_ok());
-        let fresh = rotated.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let fresh = rotated
+            .issue(WorkspaceId::DEFAULT, Uuid::now_v7(), Uuid::now_v7())
+            .unwrap();
         assert!(old.verify(&fresh).is_err());
         let unknown = Keys::new(&[6; 32], &[], Duration::from_secs(60));
-        let foreign = unknown.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let foreign = unknown
+            .issue(WorkspaceId::DEFAULT, Uuid::now_v7(), Uuid::now_v7())
+            .unwrap();
         assert!(rotated.verify(&foreign).is_err());
     }
 

@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
 /// The client's address: the TCP peer, or behind a trusted proxy (`TRUST_PROXY`) the last
 /// `X-Forwarded-For` entry, which the proxy itself appended. Earlier entries are the client's
 /// own claims, so when the last one does not parse the peer is taken, never an earlier entry.
-fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub(super) fn client_address(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     if state.config.trust_proxy {
         return forwarded_for(headers).unwrap_or_else(|| peer.ip());
     }
@@ -47,7 +47,7 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     last_entry.trim().parse().ok()
 }
 
-fn user_agent(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -55,12 +55,14 @@ fn user_agent(headers: &HeaderMap) -> Option<&str> {
 
 #[derive(Deserialize)]
 struct RegisterRequest {
+    /// The workspace's slug; absent: `default` (v1 clients never name one).
+    workspace: Option<String>,
     username: String,
     password: String,
     display_name: Option<String>,
 }
 
-/// `POST /api/auth/register` -> 201 `{user, ...tokens}`.
+/// `POST /api/auth/register` -> 201 `{user, ...tokens}`; 404 for an unknown `workspace`.
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -72,6 +74,7 @@ async fn register(
         .check_address(client_address(&state, peer, &headers))
         .await?;
     let registration = Registration {
+        workspace: body.workspace,
         username: body.username,
         password: body.password,
         display_name: body.display_name,
@@ -82,11 +85,14 @@ async fn register(
 
 #[derive(Deserialize)]
 struct LoginRequest {
+    /// The workspace's slug; absent: `default`.
+    workspace: Option<String>,
     username: String,
     password: String,
 }
 
-/// `POST /api/auth/login` -> 200 `{user, ...tokens}`.
+/// `POST /api/auth/login` -> 200 `{user, ...tokens}`; an unknown `workspace` is answered as an
+/// unknown user (`401 invalid_credentials`).
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -98,6 +104,7 @@ async fn login(
     let authenticated = accounts::login(
         &state,
         address,
+        body.workspace.as_deref(),
         &body.username,
         body.password,
         user_agent(&headers),

@@ -81,11 +81,11 @@ struct RoomsQuery {
 /// `after`).
 async fn list_public(
     State(state): State<AppState>,
-    _caller: AuthUser,
+    caller: AuthUser,
     Query(query): Query<RoomsQuery>,
 ) -> AppResult<Json<Value>> {
     let limit = query.limit.map_or(ROOMS_PAGE, |l| l.0);
-    let (rooms, next) = rooms::list_public(&state, query.after.as_deref(), limit).await?;
+    let (rooms, next) = rooms::list_public(&state, &caller, query.after.as_deref(), limit).await?;
     let mut body = json!({ "rooms": rooms });
     if let Some(next) = next {
         body["next"] = json!(next);

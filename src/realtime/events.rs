@@ -180,7 +180,7 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
         ctx.socket.join(channels.clone());
         ctx.conn.remember(room.clone());
     }
-    let history = match rooms::replay(&ctx.state, room.id, since).await {
+    let history = match rooms::replay(&ctx.state, ctx.caller(), room.id, since).await {
         Ok(history) => history,
         Err(err) => {
             // A failed join changes nothing: the socket does not stay in the room.

@@ -4,6 +4,8 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::workspaces::WorkspaceId;
+
 /// The values of `audit_log.action`.
 #[derive(Clone, Copy, Debug, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -65,16 +67,22 @@ impl<'a> Entry<'a> {
     }
 }
 
-pub async fn record(db: impl PgExecutor<'_>, entry: Entry<'_>) -> sqlx::Result<()> {
+/// Writes a line of the log of `ws` (the people it names must be of that workspace).
+pub async fn record(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    entry: Entry<'_>,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        r#"insert into audit_log (action, actor_id, target_user_id, room_id, room_name, detail)
-           values ($1, $2, $3, $4, $5, $6)"#,
+        r#"insert into audit_log (workspace_id, action, actor_id, target_user_id, room_id, room_name, detail)
+           values ($7, $1, $2, $3, $4, $5, $6)"#,
         entry.action as Action,
         entry.actor_id,
         entry.target_user_id,
         entry.room_id,
         entry.room_name,
         entry.detail,
+        ws.as_uuid(),
     )
     .execute(db)
     .await?;

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::users::UserRef;
+use crate::workspaces::WorkspaceId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -54,14 +55,19 @@ impl From<MemberRow> for Member {
     }
 }
 
-pub async fn list(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<Vec<Member>> {
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    room_id: Uuid,
+) -> sqlx::Result<Vec<Member>> {
     let rows = sqlx::query_as!(
         MemberRow,
         r#"select u.id, u.username, u.display_name, m.role as "role: Role", m.added_at
-           from room_members m join users u on u.id = m.user_id
-           where m.room_id = $1
+           from room_members m join users u on u.workspace_id = m.workspace_id and u.id = m.user_id
+           where m.workspace_id = $2 and m.room_id = $1
            order by case m.role when 'owner' then 0 when 'moderator' then 1 else 2 end, lower(u.username)"#,
         room_id,
+        ws.as_uuid(),
     )
     .fetch_all(db)
     .await?;
@@ -70,21 +76,26 @@ pub async fn list(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<Vec<Me
 
 pub async fn role(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     user_id: Uuid,
 ) -> sqlx::Result<Option<Role>> {
     sqlx::query_scalar!(
-        r#"select role as "role: Role" from room_members where room_id = $1 and user_id = $2"#,
+        r#"select role as "role: Role" from room_members
+           where workspace_id = $3 and room_id = $1 and user_id = $2"#,
         room_id,
         user_id,
+        ws.as_uuid(),
     )
     .fetch_optional(db)
     .await
 }
 
-/// Adds a member or changes its role (never touching an owner row). Returns the member.
+/// Adds a member or changes its role (never touching an owner row). Returns the member. The
+/// room and the user must both be of `ws` (the foreign keys refuse anything else).
 pub async fn upsert(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     user_id: Uuid,
     role: Role,
@@ -93,17 +104,19 @@ pub async fn upsert(
     let row = sqlx::query_as!(
         MemberRow,
         r#"with upserted as (
-               insert into room_members (room_id, user_id, role, added_by) values ($1, $2, $3, $4)
+               insert into room_members (workspace_id, room_id, user_id, role, added_by)
+               values ($5, $1, $2, $3, $4)
                on conflict (room_id, user_id) do update set role = excluded.role
                where room_members.role <> 'owner'
                returning user_id, role, added_at
            )
            select u.id, u.username, u.display_name, up.role as "role: Role", up.added_at
-           from upserted up join users u on u.id = up.user_id"#,
+           from upserted up join users u on u.workspace_id = $5 and u.id = up.user_id"#,
         room_id,
         user_id,
         role as Role,
         added_by,
+        ws.as_uuid(),
     )
     .fetch_one(db)
     .await?;
@@ -113,15 +126,17 @@ pub async fn upsert(
 /// Adds the given users as plain members where they are not members yet.
 pub async fn add_missing(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     user_ids: &[Uuid],
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        r#"insert into room_members (room_id, user_id, role)
-           select $1, unnest($2::uuid[]), 'member'
+        r#"insert into room_members (workspace_id, room_id, user_id, role)
+           select $3, $1, unnest($2::uuid[]), 'member'
            on conflict (room_id, user_id) do nothing"#,
         room_id,
         user_ids,
+        ws.as_uuid(),
     )
     .execute(db)
     .await?;
@@ -129,11 +144,17 @@ pub async fn add_missing(
 }
 
 /// Removes a member; returns whether there was one.
-pub async fn remove(db: impl PgExecutor<'_>, room_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
+pub async fn remove(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    room_id: Uuid,
+    user_id: Uuid,
+) -> sqlx::Result<bool> {
     let result = sqlx::query!(
-        "delete from room_members where room_id = $1 and user_id = $2",
+        "delete from room_members where workspace_id = $3 and room_id = $1 and user_id = $2",
         room_id,
         user_id,
+        ws.as_uuid(),
     )
     .execute(db)
     .await?;
@@ -144,6 +165,7 @@ pub async fn remove(db: impl PgExecutor<'_>, room_id: Uuid, user_id: Uuid) -> sq
 /// stored position and whether it moved, or `None` if the user is not a member.
 pub async fn mark_read(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     user_id: Uuid,
     seq: i64,
@@ -151,8 +173,8 @@ pub async fn mark_read(
     let row = sqlx::query!(
         r#"with target as (
                select m.last_read_seq as old, greatest(m.last_read_seq, least($3, r.last_seq)) as new
-               from room_members m join rooms r on r.id = m.room_id
-               where m.room_id = $1 and m.user_id = $2
+               from room_members m join rooms r on r.workspace_id = m.workspace_id and r.id = m.room_id
+               where m.workspace_id = $4 and m.room_id = $1 and m.user_id = $2
                for update of m
            ), updated as (
                update room_members m set last_read_seq = t.new from target t
@@ -163,6 +185,7 @@ pub async fn mark_read(
         room_id,
         user_id,
         seq,
+        ws.as_uuid(),
     )
     .fetch_optional(db)
     .await?;
@@ -179,7 +202,8 @@ pub struct Lost {
 
 /// Of these (room, user) pairs, the ones whose user may no longer enter the room: the room is
 /// gone, or it is private or direct and the user is not on its ACL. Used to re-check the rooms
-/// live sockets are in.
+/// live sockets are in, across workspaces (room and user ids are global, and a member row's
+/// room and user are of one workspace by its foreign keys).
 pub async fn lost_among(
     db: impl PgExecutor<'_>,
     rooms: &[Uuid],

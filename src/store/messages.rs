@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::users::UserRef;
+use crate::workspaces::WorkspaceId;
 
 /// A stored message as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -71,10 +72,11 @@ pub struct History {
     pub has_more: bool,
 }
 
-/// Reads a page by walking the `(room_id, seq)` unique index (forwards for `After`, backwards
-/// otherwise), fetching one row more than asked to learn `has_more` exactly.
+/// Reads a page of a room of `ws` by walking the `(room_id, seq)` unique index (forwards for
+/// `After`, backwards otherwise), fetching one row more than asked to learn `has_more` exactly.
 pub async fn page(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     page: Page,
     limit: i64,
@@ -87,12 +89,13 @@ pub async fn page(
                 Row,
                 r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
                           u.id as sender_id, u.username, u.display_name
-                   from messages m join users u on u.id = m.sender_id
-                   where m.room_id = $1 and m.seq > $2
+                   from messages m join users u on u.workspace_id = m.workspace_id and u.id = m.sender_id
+                   where m.room_id = $1 and m.workspace_id = $4 and m.seq > $2
                    order by m.seq asc limit $3"#,
                 room_id,
                 after,
                 limit + 1,
+                ws.as_uuid(),
             )
             .fetch_all(db)
             .await?,
@@ -100,12 +103,13 @@ pub async fn page(
                 Row,
                 r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
                           u.id as sender_id, u.username, u.display_name
-                   from messages m join users u on u.id = m.sender_id
-                   where m.room_id = $1 and m.seq < $2
+                   from messages m join users u on u.workspace_id = m.workspace_id and u.id = m.sender_id
+                   where m.room_id = $1 and m.workspace_id = $4 and m.seq < $2
                    order by m.seq desc limit $3"#,
                 room_id,
                 before.unwrap_or(i64::MAX),
                 limit + 1,
+                ws.as_uuid(),
             )
             .fetch_all(db)
             .await?,
@@ -172,7 +176,11 @@ pub enum BatchOutcome {
 /// - earlier copies of the batch's `client_id`s are looked up (they are answered, not stored);
 /// - the access rule is applied again, at commit: a sender who is disabled, or is no longer a
 ///   member of a private or direct room, is refused (the socket's own view of what it joined
-///   may lag behind a kick that another node or a lost bus message did not tell it about);
+///   may lag behind a kick that another node or a lost bus message did not tell it about), and
+///   so is a sender of another workspace than the room's;
+/// - each message is stored in its room's workspace, read from the room row itself: one batch
+///   carries messages of many workspaces, and the room is the authority on which one a message
+///   belongs to (the composite foreign keys refuse a sender of any other);
 /// - the rooms of the new messages are locked in id order (concurrent writers on other nodes
 ///   cannot deadlock) and each room's `last_seq` moves up by its count of new messages;
 /// - the new messages are inserted with `insert ... select from unnest`, numbered after the
@@ -220,6 +228,7 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                join rooms r on r.id = p.room_id
                join users u on u.id = p.sender_id
                where u.disabled_at is not null
+                  or u.workspace_id <> r.workspace_id
                   or (r.visibility <> 'public'
                       and not exists (select from room_members m
                                       where m.room_id = p.room_id
@@ -239,10 +248,10 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                update rooms r set last_seq = r.last_seq + c.n
                from (select room_id, count(*) as n from fresh group by room_id) c, locked l
                where r.id = any($6) and r.id = c.room_id and l.id = c.room_id
-               returning r.id, r.last_seq - c.n as first_before
+               returning r.id, r.workspace_id, r.last_seq - c.n as first_before
            ), inserted as (
-               insert into messages (id, room_id, seq, sender_id, body, client_id)
-               select f.id, f.room_id,
+               insert into messages (id, workspace_id, room_id, seq, sender_id, body, client_id)
+               select f.id, r.workspace_id, f.room_id,
                       r.first_before + row_number() over (partition by f.room_id order by f.ord),
                       f.sender_id, f.body, f.client_id
                from fresh f join reserved r on r.id = f.room_id
@@ -321,15 +330,22 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
         .collect())
 }
 
-/// Deletes up to `limit` of a room's oldest messages, in a statement of its own; returns how
-/// many went. Deleting a big room's messages this way, before the room row, keeps the room's row
-/// lock (which the writer's batches take) to a short final transaction.
-pub async fn purge_some(db: impl PgExecutor<'_>, room_id: Uuid, limit: i64) -> sqlx::Result<u64> {
+/// Deletes up to `limit` of the oldest messages of a room of `ws`, in a statement of its own;
+/// returns how many went. Deleting a big room's messages this way, before the room row, keeps
+/// the room's row lock (which the writer's batches take) to a short final transaction.
+pub async fn purge_some(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    room_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         r#"delete from messages
-           where id in (select id from messages where room_id = $1 order by seq limit $2)"#,
+           where id in (select id from messages
+                        where room_id = $1 and workspace_id = $3 order by seq limit $2)"#,
         room_id,
         limit,
+        ws.as_uuid(),
     )
     .execute(db)
     .await?;

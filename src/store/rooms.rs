@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::members::Role;
+use crate::workspaces::WorkspaceId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -62,8 +63,10 @@ pub struct RoomAccess {
     pub role: Option<Role>,
 }
 
+/// Inserts a room into `ws`; a name taken there fails on `rooms_name_key` (-> 409).
 pub async fn create(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     name: &str,
     visibility: Visibility,
     topic: Option<&str>,
@@ -71,60 +74,75 @@ pub async fn create(
 ) -> sqlx::Result<Room> {
     sqlx::query_as!(
         Room,
-        r#"insert into rooms (id, name, visibility, topic, created_by) values ($1, $2, $3, $4, $5)
+        r#"insert into rooms (id, workspace_id, name, visibility, topic, created_by)
+           values ($1, $6, $2, $3, $4, $5)
            returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq"#,
         Uuid::now_v7(),
         name,
         visibility as Visibility,
         topic,
         created_by,
+        ws.as_uuid(),
     )
     .fetch_one(db)
     .await
 }
 
-/// Makes sure each named public room exists (startup's `DEFAULT_ROOMS`); existing rooms, of
+/// Makes sure each named public room exists in `ws` (`DEFAULT_ROOMS`); existing rooms, of
 /// any visibility, are left alone.
-pub async fn ensure_public(db: impl PgExecutor<'_>, names: &[String]) -> sqlx::Result<u64> {
+pub async fn ensure_public(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    names: &[String],
+) -> sqlx::Result<u64> {
     let ids: Vec<Uuid> = names.iter().map(|_| Uuid::now_v7()).collect();
     let result = sqlx::query!(
-        r#"insert into rooms (id, name, visibility)
-           select id, name, 'public' from unnest($1::uuid[], $2::text[]) as t(id, name)
-           on conflict (name) do nothing"#,
+        r#"insert into rooms (id, workspace_id, name, visibility)
+           select id, $3, name, 'public' from unnest($1::uuid[], $2::text[]) as t(id, name)
+           on conflict (workspace_id, name) do nothing"#,
         &ids,
         names,
+        ws.as_uuid(),
     )
     .execute(db)
     .await?;
     Ok(result.rows_affected())
 }
 
-/// Every public room, by name.
+/// Every public room of `ws`, by name.
 pub async fn list_public(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     after: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<Room>> {
     sqlx::query_as!(
         Room,
         r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
-           from rooms where visibility = 'public' and ($1::text is null or name > $1)
+           from rooms
+           where workspace_id = $3 and visibility = 'public' and ($1::text is null or name > $1)
            order by name limit $2"#,
         after,
         limit,
+        ws.as_uuid(),
     )
     .fetch_all(db)
     .await
 }
 
-/// Every room `user_id` is a member of, by name.
-pub async fn list_for_member(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<MyRoom>> {
+/// Every room of `ws` that `user_id` is a member of, by name.
+pub async fn list_for_member(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    user_id: Uuid,
+) -> sqlx::Result<Vec<MyRoom>> {
     let rows = sqlx::query!(
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
                   r.created_at, r.last_seq, m.role as "role: Role", m.last_read_seq
-           from room_members m join rooms r on r.id = m.room_id
-           where m.user_id = $1 order by r.name"#,
+           from room_members m join rooms r on r.workspace_id = m.workspace_id and r.id = m.room_id
+           where m.workspace_id = $2 and m.user_id = $1 order by r.name"#,
         user_id,
+        ws.as_uuid(),
     )
     .fetch_all(db)
     .await?;
@@ -176,9 +194,11 @@ impl From<RoomWithRole> for RoomAccess {
     }
 }
 
-/// A room by id with `user_id`'s role in it: one query, for every access check.
+/// A room of `ws` by id with `user_id`'s role in it: one query, for every access check. A room
+/// of another workspace is not found.
 pub async fn access_by_id(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     user_id: Uuid,
 ) -> sqlx::Result<Option<RoomAccess>> {
@@ -186,19 +206,23 @@ pub async fn access_by_id(
         RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
                   r.created_at, r.last_seq, m.role as "role?: Role"
-           from rooms r left join room_members m on m.room_id = r.id and m.user_id = $2
-           where r.id = $1"#,
+           from rooms r
+           left join room_members m
+                  on m.workspace_id = r.workspace_id and m.room_id = r.id and m.user_id = $2
+           where r.workspace_id = $3 and r.id = $1"#,
         room_id,
         user_id,
+        ws.as_uuid(),
     )
     .fetch_optional(db)
     .await?;
     Ok(row.map(RoomAccess::from))
 }
 
-/// As `access_by_id`, by name.
+/// As `access_by_id`, by name (names are unique per workspace).
 pub async fn access_by_name(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     name: &str,
     user_id: Uuid,
 ) -> sqlx::Result<Option<RoomAccess>> {
@@ -206,10 +230,13 @@ pub async fn access_by_name(
         RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
                   r.created_at, r.last_seq, m.role as "role?: Role"
-           from rooms r left join room_members m on m.room_id = r.id and m.user_id = $2
-           where r.name = $1"#,
+           from rooms r
+           left join room_members m
+                  on m.workspace_id = r.workspace_id and m.room_id = r.id and m.user_id = $2
+           where r.workspace_id = $3 and r.name = $1"#,
         name,
         user_id,
+        ws.as_uuid(),
     )
     .fetch_optional(db)
     .await?;
@@ -218,42 +245,51 @@ pub async fn access_by_name(
 
 pub async fn set_topic(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     room_id: Uuid,
     topic: Option<&str>,
 ) -> sqlx::Result<Room> {
     sqlx::query_as!(
         Room,
-        r#"update rooms set topic = $2 where id = $1
+        r#"update rooms set topic = $2 where id = $1 and workspace_id = $3
            returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq"#,
         room_id,
         topic,
+        ws.as_uuid(),
     )
     .fetch_one(db)
     .await
 }
 
-/// Deletes a room with its members and messages. Returns whether it existed.
-pub async fn delete(db: impl PgExecutor<'_>, room_id: Uuid) -> sqlx::Result<bool> {
-    let result = sqlx::query!("delete from rooms where id = $1", room_id)
-        .execute(db)
-        .await?;
+/// Deletes a room of `ws` with its members and messages. Returns whether it existed.
+pub async fn delete(db: impl PgExecutor<'_>, ws: WorkspaceId, room_id: Uuid) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        "delete from rooms where id = $1 and workspace_id = $2",
+        room_id,
+        ws.as_uuid()
+    )
+    .execute(db)
+    .await?;
     Ok(result.rows_affected() > 0)
 }
 
-/// The direct room named `name`, created if missing. Safe under concurrency: of two
+/// The direct room of `ws` named `name`, created if missing. Safe under concurrency: of two
 /// transactions creating it at once, the second waits on the unique name and then finds the
 /// first one's room.
 pub async fn get_or_create_direct(
     tx: &mut sqlx::PgConnection,
+    ws: WorkspaceId,
     name: &str,
     created_by: Uuid,
 ) -> sqlx::Result<(Room, bool)> {
     let inserted = sqlx::query!(
-        r#"insert into rooms (id, name, visibility, created_by) values ($1, $2, 'direct', $3)
-           on conflict (name) do nothing"#,
+        r#"insert into rooms (id, workspace_id, name, visibility, created_by)
+           values ($1, $4, $2, 'direct', $3)
+           on conflict (workspace_id, name) do nothing"#,
         Uuid::now_v7(),
         name,
         created_by,
+        ws.as_uuid(),
     )
     .execute(&mut *tx)
     .await?
@@ -262,8 +298,9 @@ pub async fn get_or_create_direct(
     let room = sqlx::query_as!(
         Room,
         r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
-           from rooms where name = $1"#,
+           from rooms where workspace_id = $2 and name = $1"#,
         name,
+        ws.as_uuid(),
     )
     .fetch_one(&mut *tx)
     .await?;

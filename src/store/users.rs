@@ -5,10 +5,13 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::workspaces::WorkspaceId;
+
 /// A user as the API shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct User {
     pub id: Uuid,
+    pub workspace_id: WorkspaceId,
     pub username: String,
     pub display_name: String,
     pub is_admin: bool,
@@ -48,32 +51,39 @@ pub struct NewUser<'a> {
     pub is_admin: bool,
 }
 
-/// Inserts a user; a taken username fails on `users_username_key` (-> 409).
-pub async fn create(db: impl PgExecutor<'_>, new: NewUser<'_>) -> sqlx::Result<User> {
+/// Inserts a user into `ws`; a username taken there fails on `users_username_key` (-> 409).
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    new: NewUser<'_>,
+) -> sqlx::Result<User> {
     sqlx::query_as!(
         User,
-        r#"insert into users (id, username, display_name, password_hash, is_admin)
-           values ($1, $2, $3, $4, $5)
-           returning id, username, display_name, is_admin, created_at"#,
+        r#"insert into users (id, workspace_id, username, display_name, password_hash, is_admin)
+           values ($1, $6, $2, $3, $4, $5)
+           returning id, workspace_id as "workspace_id: WorkspaceId", username, display_name, is_admin, created_at"#,
         Uuid::now_v7(),
         new.username,
         new.display_name,
         new.password_hash,
         new.is_admin,
+        ws.as_uuid(),
     )
     .fetch_one(db)
     .await
 }
 
-/// Looks a user up by username, whatever its case.
+/// Looks a user of `ws` up by username, whatever its case.
 pub async fn credentials(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     username: &str,
 ) -> sqlx::Result<Option<Credentials>> {
     let row = sqlx::query!(
-        r#"select id, username, display_name, is_admin, created_at, password_hash,
-                  disabled_at is not null as "disabled!"
-           from users where lower(username) = lower($1)"#,
+        r#"select id, workspace_id as "workspace_id: WorkspaceId", username, display_name,
+                  is_admin, created_at, password_hash, disabled_at is not null as "disabled!"
+           from users where workspace_id = $1 and lower(username) = lower($2)"#,
+        ws.as_uuid(),
         username,
     )
     .fetch_optional(db)
@@ -81,6 +91,7 @@ pub async fn credentials(
     Ok(row.map(|r| Credentials {
         user: User {
             id: r.id,
+            workspace_id: r.workspace_id,
             username: r.username,
             display_name: r.display_name,
             is_admin: r.is_admin,
@@ -91,31 +102,50 @@ pub async fn credentials(
     }))
 }
 
-/// A user by username, whatever its case (without the credentials: for naming a user).
+/// A user of `ws` by username, whatever its case (without the credentials: for naming a user).
 pub async fn find_by_username(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     username: &str,
 ) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
-        r#"select id, username, display_name, is_admin, created_at
-           from users where lower(username) = lower($1)"#,
+        r#"select id, workspace_id as "workspace_id: WorkspaceId", username, display_name,
+                  is_admin, created_at
+           from users where workspace_id = $1 and lower(username) = lower($2)"#,
+        ws.as_uuid(),
         username,
     )
     .fetch_optional(db)
     .await
 }
 
-pub async fn password_hash(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar!("select password_hash from users where id = $1", id)
-        .fetch_optional(db)
-        .await
+pub async fn password_hash(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select password_hash from users where workspace_id = $1 and id = $2",
+        ws.as_uuid(),
+        id
+    )
+    .fetch_optional(db)
+    .await
 }
 
-pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+/// A user of `ws` by id; a user of another workspace is not found.
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    id: Uuid,
+) -> sqlx::Result<Option<User>> {
     sqlx::query_as!(
         User,
-        "select id, username, display_name, is_admin, created_at from users where id = $1",
+        r#"select id, workspace_id as "workspace_id: WorkspaceId", username, display_name,
+                  is_admin, created_at
+           from users where workspace_id = $1 and id = $2"#,
+        ws.as_uuid(),
         id,
     )
     .fetch_optional(db)
@@ -124,15 +154,17 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<User
 
 pub async fn set_display_name(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     id: Uuid,
     display_name: &str,
 ) -> sqlx::Result<User> {
     sqlx::query_as!(
         User,
-        r#"update users set display_name = $2 where id = $1
-           returning id, username, display_name, is_admin, created_at"#,
+        r#"update users set display_name = $2 where id = $1 and workspace_id = $3
+           returning id, workspace_id as "workspace_id: WorkspaceId", username, display_name, is_admin, created_at"#,
         id,
         display_name,
+        ws.as_uuid(),
     )
     .fetch_one(db)
     .await
@@ -140,11 +172,13 @@ pub async fn set_display_name(
 
 pub async fn set_password_hash(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     id: Uuid,
     password_hash: &str,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "update users set password_hash = $2 where id = $1",
+        "update users set password_hash = $3 where workspace_id = $1 and id = $2",
+        ws.as_uuid(),
         id,
         password_hash
     )
@@ -153,10 +187,11 @@ pub async fn set_password_hash(
     Ok(())
 }
 
-/// Updates the password and admin flag of an existing user (used by `huddle user create` when
-/// the user exists already). Returns `None` when there is no such username.
+/// Updates the password and admin flag of an existing user of `ws` (used by `huddle user
+/// create` when the user exists already). Returns `None` when there is no such username there.
 pub async fn reset(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     username: &str,
     password_hash: &str,
     is_admin: bool,
@@ -164,25 +199,27 @@ pub async fn reset(
     sqlx::query_as!(
         User,
         r#"update users set password_hash = $2, is_admin = is_admin or $3
-           where lower(username) = lower($1)
-           returning id, username, display_name, is_admin, created_at"#,
+           where workspace_id = $4 and lower(username) = lower($1)
+           returning id, workspace_id as "workspace_id: WorkspaceId", username, display_name, is_admin, created_at"#,
         username,
         password_hash,
         is_admin,
+        ws.as_uuid(),
     )
     .fetch_optional(db)
     .await
 }
 
-/// Disables or enables a user. Returns `None` when there is no such user, else whether the
-/// state changed.
+/// Disables or enables a user of `ws`. Returns `None` when there is no such user there, else
+/// whether the state changed.
 pub async fn set_disabled(
     db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
     id: Uuid,
     disabled: bool,
 ) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar!(
-        r#"with target as (select id, disabled_at is not null as was from users where id = $1 for update),
+        r#"with target as (select id, disabled_at is not null as was from users where id = $1 and workspace_id = $3 for update),
                 changed as (
                     update users u set disabled_at = case when $2 then now() else null end
                     from target t where u.id = t.id and t.was <> $2
@@ -191,6 +228,7 @@ pub async fn set_disabled(
            select (select count(*) from changed) > 0 as "changed!" from target"#,
         id,
         disabled,
+        ws.as_uuid(),
     )
     .fetch_optional(db)
     .await

@@ -1,4 +1,4 @@
-//! The `huddle` command: `serve` (the default), `migrate`, and `user create`.
+//! The `huddle` command: `serve` (the default), `migrate`, `workspace create` and `user create`.
 
 use std::{io::Read, process::ExitCode};
 
@@ -7,7 +7,7 @@ use huddle::{
     accounts,
     app::{self, AppState},
     config::Config,
-    store, telemetry,
+    store, telemetry, workspaces,
 };
 
 #[derive(Parser)]
@@ -27,6 +27,11 @@ enum Command {
     Serve,
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Manage workspaces (tenants).
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -35,13 +40,28 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace, with its DEFAULT_ROOMS, and print it.
+    Create {
+        /// 2-32 of a-z, 0-9 and '-': what clients name at register and login.
+        slug: String,
+        /// Its display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Create a user (or reset an existing one's password); the password is read from stdin.
     Create {
         username: String,
-        /// Make the user an admin.
+        /// Make the user an admin (of its workspace).
         #[arg(long)]
         admin: bool,
+        /// The slug of the user's workspace.
+        #[arg(long, default_value = workspaces::DEFAULT_SLUG)]
+        workspace: String,
     },
 }
 
@@ -68,9 +88,17 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Workspace {
+                command: WorkspaceCommand::Create { slug, name },
+            } => create_workspace(config, &slug, name.as_deref()).await,
             Command::User {
-                command: UserCommand::Create { username, admin },
-            } => create_user(config, &username, admin).await,
+                command:
+                    UserCommand::Create {
+                        username,
+                        admin,
+                        workspace,
+                    },
+            } => create_user(config, &workspace, &username, admin).await,
         }
     });
     match result {
@@ -109,13 +137,31 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_user(config: Config, username: &str, admin: bool) -> anyhow::Result<()> {
+async fn create_workspace(config: Config, slug: &str, name: Option<&str>) -> anyhow::Result<()> {
+    let state = AppState::connect(config).await?;
+    let workspace = workspaces::create(&state, slug, name.unwrap_or(slug))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string(&workspace)?);
+    Ok(())
+}
+
+async fn create_user(
+    config: Config,
+    workspace: &str,
+    username: &str,
+    admin: bool,
+) -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     // The first line is the password; a trailing newline from `echo` is not part of it.
     let password = input.lines().next().unwrap_or_default().to_owned();
     let state = AppState::connect(config).await?;
-    let (user, created) = accounts::create_or_update_user(&state, username, password, admin)
+    let ws = workspaces::resolve(&state, Some(workspace))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| anyhow::anyhow!("no workspace with the slug '{workspace}'"))?;
+    let (user, created) = accounts::create_or_update_user_in(&state, ws, username, password, admin)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let what = if created { "created" } else { "updated" };

@@ -159,6 +159,81 @@ fn user_create_reads_the_password_from_stdin_and_can_make_an_admin() {
     .is_none());
 }
 
+/// `huddle user create` with stdin as its password.
+fn create_user(db: &Db, args: &[&str]) -> std::process::Output {
+    let mut child = huddle()
+        .env("DATABASE_URL", &db.url)
+        .args(["user", "create"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a-long-password\n")
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn workspace_create_prints_the_workspace_and_user_create_names_one() {
+    let db = Db::new();
+    let out = huddle()
+        .env("DATABASE_URL", &db.url)
+        .args(["workspace", "create", "acme", "--name", "Acme Inc."])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["slug"], "acme");
+    assert_eq!(printed["name"], "Acme Inc.");
+    let id = printed["id"].as_str().unwrap();
+    // Its DEFAULT_ROOMS come with it.
+    let (rooms, _) = query_one(
+        &db.url,
+        &format!("select string_agg(name, ','), true from rooms where workspace_id = '{id}'"),
+    )
+    .unwrap();
+    assert_eq!(rooms, "general");
+    // A taken slug or a bad one is refused.
+    for slug in ["acme", "default", "Not-A-Slug"] {
+        let out = huddle()
+            .env("DATABASE_URL", &db.url)
+            .args(["workspace", "create", slug])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{slug}");
+    }
+
+    // The same username in two workspaces; an admin of acme only.
+    for args in [&["pat", "--workspace", "acme", "--admin"][..], &["pat"][..]] {
+        let out = create_user(&db, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (admins, _) = query_one(
+        &db.url,
+        "select string_agg(w.slug || ':' || u.is_admin, ',' order by w.slug), true
+         from users u join workspaces w on w.id = u.workspace_id where u.username = 'pat'",
+    )
+    .unwrap();
+    assert_eq!(admins, "acme:true,default:false");
+    let out = create_user(&db, &["pat", "--workspace", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no workspace"));
+}
+
 #[test]
 fn serve_listens_and_stops_cleanly_on_sigterm() {
     let log = serve_until_sigterm(&[]);

@@ -605,3 +605,105 @@ async fn an_admin_acts_inside_its_own_workspace_only() {
         .await
         .ok(200);
 }
+
+/// The writer stores a message in its room's workspace, and refuses a sender of another one
+/// whatever the socket layer let through.
+#[tokio::test]
+async fn the_writer_refuses_a_sender_of_another_workspace() {
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+
+    let app = spawn_app().await;
+    workspaces::create(&app.state, "acme", "Acme")
+        .await
+        .unwrap();
+    let here = app.register("ann").await;
+    let there = register_in(&app, "acme", "ann").await;
+    let room = app.create_room(&here, "lobby", "public").await;
+    let room_id: Uuid = id(&room).parse().unwrap();
+    let message = |sender: Uuid| NewMessage {
+        id: Uuid::now_v7(),
+        room_id,
+        sender_id: sender,
+        body: "hello".into(),
+        client_id: None,
+    };
+    let outcomes = insert_batch(&app.db, &[message(there.id), message(here.id)])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], BatchOutcome::Refused), "{outcomes:?}");
+    let BatchOutcome::Stored(Stored::New(stored)) = &outcomes[1] else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(stored.seq, 1, "the refused message used up no seq");
+    let (count, ws): (i64, Option<Uuid>) =
+        sqlx::query_as("select count(*), min(workspace_id::text)::uuid from messages")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!((count, ws), (1, Some(WorkspaceId::DEFAULT.as_uuid())));
+}
+
+/// Whatever the code does, the schema cannot hold a row whose ends are in two workspaces.
+#[tokio::test]
+async fn the_schema_refuses_rows_that_mix_two_workspaces() {
+    let app = spawn_app().await;
+    let acme = workspaces::create(&app.state, "acme", "Acme")
+        .await
+        .unwrap();
+    let here = app.register("ann").await;
+    let there = register_in(&app, "acme", "bob").await;
+    let room: Uuid = id(&app.create_room(&here, "crew", "private").await)
+        .parse()
+        .unwrap();
+    let default = WorkspaceId::DEFAULT.as_uuid();
+    let acme = acme.id.as_uuid();
+    let attempts = [
+        // A member of another workspace, filed under either workspace.
+        sqlx::query(
+            "insert into room_members (workspace_id, room_id, user_id, role) values ($1, $2, $3, 'member')",
+        )
+        .bind(default)
+        .bind(room)
+        .bind(there.id),
+        sqlx::query(
+            "insert into room_members (workspace_id, room_id, user_id, role) values ($1, $2, $3, 'member')",
+        )
+        .bind(acme)
+        .bind(room)
+        .bind(there.id),
+        // A message from another workspace's user.
+        sqlx::query(
+            "insert into messages (id, workspace_id, room_id, seq, sender_id, body)
+             values ($1, $2, $3, 99, $4, 'x')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(default)
+        .bind(room)
+        .bind(there.id),
+        // A session filed under another workspace than its user's.
+        sqlx::query(
+            "insert into sessions (id, workspace_id, user_id, refresh_token_hash, expires_at)
+             values ($1, $2, $3, '\\x02', now() + interval '1 day')",
+        )
+        .bind(Uuid::now_v7())
+        .bind(acme)
+        .bind(here.id),
+        // An audit line naming a user of another workspace.
+        sqlx::query("insert into audit_log (workspace_id, action, actor_id) values ($1, 'room_created', $2)")
+            .bind(acme)
+            .bind(here.id),
+        // A room created by a user of another workspace.
+        sqlx::query(
+            "insert into rooms (id, workspace_id, name, visibility, created_by)
+             values ($1, $2, 'theirs', 'public', $3)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(acme)
+        .bind(here.id),
+    ];
+    for (i, attempt) in attempts.into_iter().enumerate() {
+        let err = attempt.execute(&app.db).await.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23503"), "attempt {i}: {err}");
+    }
+}

@@ -162,7 +162,11 @@ pub async fn login(
     // unknown user, and `ann` of one workspace is not `ann` of another.
     let attempt = state
         .auth_limits
-        .login_attempt(address, workspace.unwrap_or(workspaces::DEFAULT_SLUG), username)
+        .login_attempt(
+            address,
+            workspace.unwrap_or(workspaces::DEFAULT_SLUG),
+            username,
+        )
         .await?;
     let found = match workspaces::resolve(state, workspace).await? {
         Some(ws) => store::users::credentials(&state.db, ws, username).await?,

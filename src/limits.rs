@@ -632,7 +632,11 @@ mod tests {
         let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         for _ in 0..5 {
-            limits.login_attempt(a, "default", "Alice").await.unwrap().failed();
+            limits
+                .login_attempt(a, "default", "Alice")
+                .await
+                .unwrap()
+                .failed();
         }
         assert!(
             limits.login_attempt(a, "default", "alice").await.is_err(),
@@ -651,7 +655,11 @@ mod tests {
 
         let limits = AuthLimits::new(30, None);
         for _ in 0..4 {
-            limits.login_attempt(a, "default", "carol").await.unwrap().failed();
+            limits
+                .login_attempt(a, "default", "carol")
+                .await
+                .unwrap()
+                .failed();
         }
         limits
             .login_attempt(a, "default", "carol")
@@ -660,7 +668,11 @@ mod tests {
             .succeeded()
             .await;
         for _ in 0..5 {
-            limits.login_attempt(a, "default", "carol").await.unwrap().failed();
+            limits
+                .login_attempt(a, "default", "carol")
+                .await
+                .unwrap()
+                .failed();
         }
     }
 
@@ -677,7 +689,11 @@ mod tests {
         // Ended by neither outcome (an error on the way): the cells come back.
         drop(pending);
         for _ in 0..5 {
-            limits.login_attempt(a, "default", "dora").await.unwrap().failed();
+            limits
+                .login_attempt(a, "default", "dora")
+                .await
+                .unwrap()
+                .failed();
         }
         assert!(limits.login_attempt(a, "default", "dora").await.is_err());
     }
@@ -687,10 +703,20 @@ mod tests {
         let limits = AuthLimits::new(30, None);
         for i in 0..FAILED_LOGINS_GLOBAL {
             let from = ip(&format!("10.0.{}.{}", i / 200, i % 200));
-            limits.login_attempt(from, "default", "erin").await.unwrap().failed();
+            limits
+                .login_attempt(from, "default", "erin")
+                .await
+                .unwrap()
+                .failed();
         }
-        assert!(limits.login_attempt(ip("10.9.9.9"), "default", "erin").await.is_err());
-        assert!(limits.login_attempt(ip("10.9.9.9"), "default", "frank").await.is_ok());
+        assert!(limits
+            .login_attempt(ip("10.9.9.9"), "default", "erin")
+            .await
+            .is_err());
+        assert!(limits
+            .login_attempt(ip("10.9.9.9"), "default", "frank")
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -698,7 +724,11 @@ mod tests {
         let limits = AuthLimits::new(30, None);
         let a = ip("192.0.2.1");
         for _ in 0..5 {
-            limits.login_attempt(a, "default", "gina").await.unwrap().failed();
+            limits
+                .login_attempt(a, "default", "gina")
+                .await
+                .unwrap()
+                .failed();
         }
         let session = Uuid::now_v7();
         for _ in 0..5 {
@@ -736,7 +766,11 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..100 {
             limits.check_address(ip).await.unwrap();
-            limits.login_attempt(ip, "default", "dave").await.unwrap().failed();
+            limits
+                .login_attempt(ip, "default", "dave")
+                .await
+                .unwrap()
+                .failed();
         }
     }
 }

@@ -61,7 +61,8 @@ async fn sign_up(
     // It registers a user and hashes a password: the same per-address limit as register.
     state
         .auth_limits
-        .check_address(client_address(&state, peer, &headers))?;
+        .check_address(client_address(&state, peer, &headers))
+        .await?;
     let owner = Registration {
         workspace: None,
         username: body.owner.username,

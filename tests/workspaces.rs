@@ -11,7 +11,9 @@ use std::time::Duration;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{
     sio::{ack_ok, Auth, SioClient, Transport},
-    spawn_app, spawn_app_with, Session, TestApp, TEST_JWT_SECRET,
+    spawn_app, spawn_app_with,
+    tenancy::{fingerprint, id, register_in, room_events, room_routes},
+    Session, TestApp, TEST_JWT_SECRET,
 };
 use huddle::workspaces::{self, WorkspaceId};
 use reqwest::Method;
@@ -19,25 +21,6 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 const T: Transport = Transport::WebSocket;
-
-/// Registers `username` in the workspace with this slug.
-async fn register_in(app: &TestApp, slug: &str, username: &str) -> Session {
-    let password = format!("{username}-{slug}-password");
-    let body = json!({"workspace": slug, "username": username, "password": password});
-    let reply = app.post("/api/auth/register", None, body).await;
-    let body = reply.ok(201);
-    Session {
-        id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
-        username: username.to_owned(),
-        password,
-        access: body["access_token"].as_str().unwrap().to_owned(),
-        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
-    }
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
 
 /// One workspace's people and rooms, named alike in both workspaces.
 struct Tenant {
@@ -84,70 +67,6 @@ async fn populate(app: &TestApp, slug: &str) -> Tenant {
     }
 }
 
-/// A checksum of every row of every table: equal before and after means nothing changed.
-async fn fingerprint(app: &TestApp) -> Vec<(String, i64, String)> {
-    let mut out = Vec::new();
-    for table in [
-        "workspaces",
-        "users",
-        "sessions",
-        "rotated_refresh_tokens",
-        "rooms",
-        "room_members",
-        "messages",
-        "audit_log",
-    ] {
-        let (count, sum): (i64, Option<String>) = sqlx::query_as(&format!(
-            "select count(*), md5(string_agg(t::text, '|' order by t::text)) from {table} t"
-        ))
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        out.push((table.to_owned(), count, sum.unwrap_or_default()));
-    }
-    out
-}
-
-/// Every REST route that names a room by id.
-fn room_routes(room_id: &str, user: Uuid) -> Vec<(Method, String, Option<Value>)> {
-    vec![
-        (Method::GET, format!("/api/rooms/{room_id}"), None),
-        (
-            Method::PATCH,
-            format!("/api/rooms/{room_id}"),
-            Some(json!({"topic": "x"})),
-        ),
-        (Method::DELETE, format!("/api/rooms/{room_id}"), None),
-        (Method::GET, format!("/api/rooms/{room_id}/members"), None),
-        (
-            Method::PUT,
-            format!("/api/rooms/{room_id}/members/{user}"),
-            Some(json!({"role": "member"})),
-        ),
-        (
-            Method::PUT,
-            format!("/api/rooms/{room_id}/members/{user}"),
-            Some(json!({"role": "moderator"})),
-        ),
-        (
-            Method::DELETE,
-            format!("/api/rooms/{room_id}/members/{user}"),
-            None,
-        ),
-        (Method::GET, format!("/api/rooms/{room_id}/messages"), None),
-        (
-            Method::GET,
-            format!("/api/rooms/{room_id}/messages?after=0"),
-            None,
-        ),
-        (
-            Method::PUT,
-            format!("/api/rooms/{room_id}/read"),
-            Some(json!({"seq": 1})),
-        ),
-    ]
-}
-
 /// Every REST route that names a user by id, from inside the caller's own room `own_room`.
 fn user_routes(own_room: &str, user: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
@@ -180,23 +99,6 @@ fn user_routes(own_room: &str, user: &str) -> Vec<(Method, String, Option<Value>
     ]
 }
 
-/// The socket events that name a room, with `room` (an id or a name) in each payload.
-fn room_events(room: &str) -> Vec<(&'static str, Value)> {
-    vec![
-        ("joinRoom", json!(room)),
-        ("joinRoom", json!({"room": room})),
-        ("joinRoom", json!({"room": room, "since": 0})),
-        ("joinPrivateRoom", json!({"roomId": room})),
-        ("leaveRoom", json!({"room": room})),
-        ("sendMessage", json!({"room": room, "body": "hello"})),
-        ("history", json!({"room": room})),
-        ("history", json!({"room": room, "after": 0})),
-        ("markRead", json!({"room": room, "seq": 1})),
-        ("typing", json!({"room": room, "typing": true})),
-        ("listOnline", json!({"room": room})),
-    ]
-}
-
 #[tokio::test]
 async fn another_workspaces_rooms_and_users_are_exactly_unknown_ones() {
     let app = spawn_app_with(&[("ROOM_EVENT_RATE", "0")]).await;
@@ -218,7 +120,7 @@ async fn another_workspaces_rooms_and_users_are_exactly_unknown_ones() {
     // What bob's arrival told ann's socket is not the test's business.
     theirs.drain("presence");
     theirs.drain("message");
-    let before = fingerprint(&app).await;
+    let before = fingerprint(&app.db).await;
 
     // ---- REST, by room id: every route answers as for a room that does not exist.
     let missing_room = Uuid::now_v7().to_string();
@@ -373,7 +275,7 @@ async fn another_workspaces_rooms_and_users_are_exactly_unknown_ones() {
 
     assert_eq!(
         before,
-        fingerprint(&app).await,
+        fingerprint(&app.db).await,
         "nothing changed in the database"
     );
 

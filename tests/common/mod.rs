@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub mod cluster;
 pub mod postgres;
 pub mod sio;
+pub mod tenancy;
 
 /// The JWT secret every test server uses, so tests can forge tokens.
 pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";

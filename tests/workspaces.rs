@@ -12,11 +12,10 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{
     sio::{ack_ok, Auth, SioClient, Transport},
     spawn_app, spawn_app_with,
-    tenancy::{fingerprint, id, register_in, room_events, room_routes},
+    tenancy::{fingerprint, id, register_in, room_events, room_routes, user_routes},
     Session, TestApp, TEST_JWT_SECRET,
 };
 use huddle::workspaces::{self, WorkspaceId};
-use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -65,38 +64,6 @@ async fn populate(app: &TestApp, slug: &str) -> Tenant {
         secret,
         direct,
     }
-}
-
-/// Every REST route that names a user by id, from inside the caller's own room `own_room`.
-fn user_routes(own_room: &str, user: &str) -> Vec<(Method, String, Option<Value>)> {
-    vec![
-        (
-            Method::PUT,
-            format!("/api/rooms/{own_room}/members/{user}"),
-            Some(json!({"role": "member"})),
-        ),
-        (
-            Method::PUT,
-            format!("/api/rooms/{own_room}/members/{user}"),
-            Some(json!({"role": "moderator"})),
-        ),
-        (
-            Method::DELETE,
-            format!("/api/rooms/{own_room}/members/{user}"),
-            None,
-        ),
-        (Method::POST, format!("/api/direct/{user}"), Some(json!({}))),
-        (
-            Method::POST,
-            format!("/api/admin/users/{user}/disable"),
-            Some(json!({})),
-        ),
-        (
-            Method::POST,
-            format!("/api/admin/users/{user}/enable"),
-            Some(json!({})),
-        ),
-    ]
 }
 
 #[tokio::test]

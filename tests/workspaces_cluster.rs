@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{
     cluster::TestCluster,
     sio::{ack_ok, Transport},
-    tenancy::{fingerprint, id, register_in, room_events, room_routes},
+    tenancy::{fingerprint, id, register_in, room_events, room_routes, user_routes},
     Api, Session,
 };
 use serde_json::{json, Value};
@@ -125,6 +125,44 @@ async fn workspaces_stay_apart_on_three_nodes() {
         }
     }
 
+    assert_eq!(
+        before,
+        fingerprint(&c.db).await,
+        "the room routes changed nothing"
+    );
+
+    // REST by user id, as an admin of the caller's own workspace, inside the caller's own room.
+    sqlx::query("update users set is_admin = true where id = $1")
+        .bind(me.id)
+        .execute(&c.db)
+        .await
+        .unwrap();
+    let before = fingerprint(&c.db).await;
+    let missing_user = Uuid::now_v7().to_string();
+    let own_room = id(&home.secret);
+    for user in [&other.ann, &other.bob] {
+        let asked = user_routes(&own_room, &user.id.to_string());
+        let control = user_routes(&own_room, &missing_user);
+        for ((method, path, body), (_, control_path, control_body)) in
+            asked.into_iter().zip(control)
+        {
+            let got = n2
+                .request(method.clone(), &path, Some(&me.access), body)
+                .await;
+            let want = n2
+                .request(
+                    method.clone(),
+                    &control_path,
+                    Some(&me.access),
+                    control_body,
+                )
+                .await;
+            assert_eq!(got.status, want.status, "{method} {path}: {}", got.body);
+            assert_eq!(got.body, want.body, "{method} {path}");
+            assert_eq!(got.status.as_u16(), 404, "{method} {path}");
+        }
+    }
+
     // Socket.IO on node 2: their rooms by id, and their direct room by name.
     let s = n2.socket(&me.access, WS).await;
     for room in [
@@ -148,7 +186,6 @@ async fn workspaces_stay_apart_on_three_nodes() {
             assert_eq!(got["error"]["code"], "not_found", "{event} {data}: {got}");
         }
     }
-    let missing_user = Uuid::now_v7().to_string();
     let got = s
         .call(
             "directMessage",

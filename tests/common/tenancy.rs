@@ -108,3 +108,35 @@ pub fn room_events(room: &str) -> Vec<(&'static str, Value)> {
         ("listOnline", json!({"room": room})),
     ]
 }
+
+/// Every REST route that names a user by id, from inside the caller's own room `own_room`.
+pub fn user_routes(own_room: &str, user: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (
+            Method::PUT,
+            format!("/api/rooms/{own_room}/members/{user}"),
+            Some(json!({"role": "member"})),
+        ),
+        (
+            Method::PUT,
+            format!("/api/rooms/{own_room}/members/{user}"),
+            Some(json!({"role": "moderator"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/rooms/{own_room}/members/{user}"),
+            None,
+        ),
+        (Method::POST, format!("/api/direct/{user}"), Some(json!({}))),
+        (
+            Method::POST,
+            format!("/api/admin/users/{user}/disable"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/admin/users/{user}/enable"),
+            Some(json!({})),
+        ),
+    ]
+}

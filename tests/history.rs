@@ -160,6 +160,7 @@ async fn a_message_has_exactly_the_contracts_fields() {
             "created_at",
             "edited_at",
             "id",
+            "rev",
             "room_id",
             "sender",
             "seq"
@@ -173,6 +174,10 @@ async fn a_message_has_exactly_the_contracts_fields() {
     assert_eq!(m["body"], "message 1");
     assert_eq!(m["client_id"], Value::Null);
     assert_eq!(m["edited_at"], Value::Null);
+    assert_eq!(
+        m["rev"], 1,
+        "a message's rev is its sending's until it changes"
+    );
     let id: uuid::Uuid = m["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(id.get_version_num(), 7);
 }

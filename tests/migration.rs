@@ -1,6 +1,7 @@
-//! Migration 0005 (workspaces) on a v1 database: a database built with migrations 0001-0004 and
-//! filled the way v1 filled it is migrated by the server's own start-up; every row is kept, in
-//! the workspace `default`, and the v1 API still serves those users.
+//! Migrations 0005 (workspaces) and 0006 (revisions) on a v1 database: a database built with
+//! migrations 0001-0004 and filled the way v1 filled it is migrated by the server's own
+//! start-up; every row is kept, in the workspace `default`, each message's rev is its seq, and
+//! the v1 API still serves those users.
 
 mod common;
 
@@ -20,12 +21,14 @@ const TABLES: [&str; 7] = [
     "audit_log",
 ];
 
-/// Every row of every v1 table as JSON, without `workspace_id`, in a fixed order.
+/// Every row of every v1 table as JSON, without the columns later migrations add
+/// (`workspace_id`; `rev` and `last_rev`), in a fixed order.
 async fn rows(db: &PgPool) -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     for table in TABLES {
         let rows: Vec<Value> = sqlx::query_scalar(&format!(
-            "select to_jsonb(t) - 'workspace_id' from {table} t order by (to_jsonb(t) - 'workspace_id')::text"
+            "select to_jsonb(t) - '{{workspace_id,rev,last_rev}}'::text[] from {table} t
+             order by (to_jsonb(t) - '{{workspace_id,rev,last_rev}}'::text[])::text"
         ))
         .fetch_all(db)
         .await
@@ -185,6 +188,19 @@ async fn a_v1_database_moves_into_default_and_its_users_still_log_in() {
         .await
         .unwrap();
     assert_eq!(defaults, [("default".to_owned(), "Default".to_owned())]);
+    // Migration 0006: until now every change was a new message, so revisions are the seqs.
+    let (messages, off): (i64, i64) =
+        sqlx::query_as("select count(*), count(*) filter (where rev <> seq) from messages")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(messages > 0);
+    assert_eq!(off, 0, "each v1 message's rev is its seq");
+    let off: i64 = sqlx::query_scalar("select count(*) from rooms where last_rev <> last_seq")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(off, 0, "each v1 room's last_rev is its last_seq");
 
     // The v1 API: a v1 user logs in (any case of the name), sees its rooms and their history.
     let login = app.login_raw("ann", password).await;

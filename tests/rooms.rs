@@ -19,10 +19,11 @@ async fn a_fresh_install_has_the_default_public_rooms() {
     assert_eq!(general["created_by"], Value::Null);
     assert_eq!(general["topic"], Value::Null);
     assert_eq!(general["last_seq"], 0);
+    assert_eq!(general["last_rev"], 0);
     let keys: Vec<&String> = general.as_object().unwrap().keys().collect();
     assert_eq!(
         keys.len(),
-        7,
+        8,
         "exactly the contract's room fields: {general}"
     );
 

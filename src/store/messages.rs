@@ -14,6 +14,8 @@ pub struct Message {
     pub id: Uuid,
     pub room_id: Uuid,
     pub seq: i64,
+    /// The room's rev of this message's latest change.
+    pub rev: i64,
     pub sender: UserRef,
     pub body: String,
     pub client_id: Option<String>,
@@ -28,6 +30,7 @@ struct Row {
     id: Uuid,
     room_id: Uuid,
     seq: i64,
+    rev: i64,
     body: String,
     client_id: Option<String>,
     created_at: OffsetDateTime,
@@ -43,6 +46,7 @@ impl From<Row> for Message {
             id: r.id,
             room_id: r.room_id,
             seq: r.seq,
+            rev: r.rev,
             sender: UserRef {
                 id: r.sender_id,
                 username: r.username,
@@ -87,7 +91,7 @@ pub async fn page(
         match page {
             Page::After(after) => sqlx::query_as!(
                 Row,
-                r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
+                r#"select m.id, m.room_id, m.seq, m.rev, m.body, m.client_id, m.created_at, m.edited_at,
                           u.id as sender_id, u.username, u.display_name
                    from messages m join users u on u.workspace_id = m.workspace_id and u.id = m.sender_id
                    where m.room_id = $1 and m.workspace_id = $4 and m.seq > $2
@@ -101,7 +105,7 @@ pub async fn page(
             .await?,
             Page::Before(before) => sqlx::query_as!(
                 Row,
-                r#"select m.id, m.room_id, m.seq, m.body, m.client_id, m.created_at, m.edited_at,
+                r#"select m.id, m.room_id, m.seq, m.rev, m.body, m.client_id, m.created_at, m.edited_at,
                           u.id as sender_id, u.username, u.display_name
                    from messages m join users u on u.workspace_id = m.workspace_id and u.id = m.sender_id
                    where m.room_id = $1 and m.workspace_id = $4 and m.seq < $2
@@ -215,7 +219,7 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
                    with ordinality as t(id, room_id, sender_id, body, client_id, ord)
            ), earlier as materialized (
-               select i.id as input_id, m.id, m.room_id, m.seq, m.body, m.client_id,
+               select i.id as input_id, m.id, m.room_id, m.seq, m.rev, m.body, m.client_id,
                       m.created_at, m.edited_at, m.sender_id
                from input i
                join messages m on m.room_id = i.room_id and m.sender_id = i.sender_id
@@ -245,35 +249,40 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
            ), locked as materialized (
                select id from rooms where id = any($6) order by id for update
            ), reserved as (
-               update rooms r set last_seq = r.last_seq + c.n
+               update rooms r set last_seq = r.last_seq + c.n, last_rev = r.last_rev + c.n
                from (select room_id, count(*) as n from fresh group by room_id) c, locked l
                where r.id = any($6) and r.id = c.room_id and l.id = c.room_id
-               returning r.id, r.workspace_id, r.last_seq - c.n as first_before
+               returning r.id, r.workspace_id, r.last_seq - c.n as first_before,
+                         r.last_rev - c.n as first_rev_before
            ), inserted as (
-               insert into messages (id, workspace_id, room_id, seq, sender_id, body, client_id)
+               insert into messages (id, workspace_id, room_id, seq, rev, sender_id, body,
+                                     client_id)
                select f.id, r.workspace_id, f.room_id,
                       r.first_before + row_number() over (partition by f.room_id order by f.ord),
+                      r.first_rev_before
+                          + row_number() over (partition by f.room_id order by f.ord),
                       f.sender_id, f.body, f.client_id
                from fresh f join reserved r on r.id = f.room_id
-               returning id, room_id, seq, body, client_id, created_at, edited_at, sender_id
+               returning id, room_id, seq, rev, body, client_id, created_at, edited_at, sender_id
            ), stored as (
-               select id as input_id, false as duplicate, id, room_id, seq, body, client_id,
+               select id as input_id, false as duplicate, id, room_id, seq, rev, body, client_id,
                       created_at, edited_at, sender_id
                from inserted
                union all
-               select input_id, true, id, room_id, seq, body, client_id, created_at, edited_at,
-                      sender_id
+               select input_id, true, id, room_id, seq, rev, body, client_id, created_at,
+                      edited_at, sender_id
                from earlier
            )
            select s.input_id as "input_id!", false as "refused!", s.duplicate as "duplicate?",
-                  s.id as "id?", s.room_id as "room_id?", s.seq as "seq?", s.body as "body?",
+                  s.id as "id?", s.room_id as "room_id?", s.seq as "seq?", s.rev as "rev?",
+                  s.body as "body?",
                   s.client_id, s.created_at as "created_at?", s.edited_at,
                   u.id as "sender_id?", u.username as "username?",
                   u.display_name as "display_name?"
            from stored s join users u on u.id = s.sender_id
            union all
            select x.input_id, true, null, null, null, null, null, null, null, null, null, null,
-                  null
+                  null, null
            from refused x"#,
         &ids,
         &rooms,
@@ -292,6 +301,7 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                 id: r.id?,
                 room_id: r.room_id?,
                 seq: r.seq?,
+                rev: r.rev?,
                 body: r.body?,
                 client_id: r.client_id,
                 created_at: r.created_at?,

@@ -28,6 +28,8 @@ pub struct Room {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     pub last_seq: i64,
+    /// The rev of the room's newest change (see `messages.rev`).
+    pub last_rev: i64,
 }
 
 /// A room as events name it: `{id, name}`.
@@ -76,7 +78,7 @@ pub async fn create(
         Room,
         r#"insert into rooms (id, workspace_id, name, visibility, topic, created_by)
            values ($1, $6, $2, $3, $4, $5)
-           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq"#,
+           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev"#,
         Uuid::now_v7(),
         name,
         visibility as Visibility,
@@ -118,7 +120,7 @@ pub async fn list_public(
 ) -> sqlx::Result<Vec<Room>> {
     sqlx::query_as!(
         Room,
-        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
+        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev
            from rooms
            where workspace_id = $3 and visibility = 'public' and ($1::text is null or name > $1)
            order by name limit $2"#,
@@ -138,7 +140,7 @@ pub async fn list_for_member(
 ) -> sqlx::Result<Vec<MyRoom>> {
     let rows = sqlx::query!(
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
-                  r.created_at, r.last_seq, m.role as "role: Role", m.last_read_seq
+                  r.created_at, r.last_seq, r.last_rev, m.role as "role: Role", m.last_read_seq
            from room_members m join rooms r on r.workspace_id = m.workspace_id and r.id = m.room_id
            where m.workspace_id = $2 and m.user_id = $1 order by r.name"#,
         user_id,
@@ -160,6 +162,7 @@ pub async fn list_for_member(
                 created_by: r.created_by,
                 created_at: r.created_at,
                 last_seq: r.last_seq,
+                last_rev: r.last_rev,
             },
         })
         .collect())
@@ -174,6 +177,7 @@ struct RoomWithRole {
     created_by: Option<Uuid>,
     created_at: OffsetDateTime,
     last_seq: i64,
+    last_rev: i64,
     role: Option<Role>,
 }
 
@@ -189,6 +193,7 @@ impl From<RoomWithRole> for RoomAccess {
                 created_by: r.created_by,
                 created_at: r.created_at,
                 last_seq: r.last_seq,
+                last_rev: r.last_rev,
             },
         }
     }
@@ -205,7 +210,7 @@ pub async fn access_by_id(
     let row = sqlx::query_as!(
         RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
-                  r.created_at, r.last_seq, m.role as "role?: Role"
+                  r.created_at, r.last_seq, r.last_rev, m.role as "role?: Role"
            from rooms r
            left join room_members m
                   on m.workspace_id = r.workspace_id and m.room_id = r.id and m.user_id = $2
@@ -229,7 +234,7 @@ pub async fn access_by_name(
     let row = sqlx::query_as!(
         RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
-                  r.created_at, r.last_seq, m.role as "role?: Role"
+                  r.created_at, r.last_seq, r.last_rev, m.role as "role?: Role"
            from rooms r
            left join room_members m
                   on m.workspace_id = r.workspace_id and m.room_id = r.id and m.user_id = $2
@@ -252,7 +257,7 @@ pub async fn set_topic(
     sqlx::query_as!(
         Room,
         r#"update rooms set topic = $2 where id = $1 and workspace_id = $3
-           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq"#,
+           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev"#,
         room_id,
         topic,
         ws.as_uuid(),
@@ -297,7 +302,7 @@ pub async fn get_or_create_direct(
         > 0;
     let room = sqlx::query_as!(
         Room,
-        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq
+        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev
            from rooms where workspace_id = $2 and name = $1"#,
         name,
         ws.as_uuid(),

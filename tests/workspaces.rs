@@ -542,8 +542,8 @@ async fn the_schema_refuses_rows_that_mix_two_workspaces() {
         .bind(there.id),
         // A message from another workspace's user.
         sqlx::query(
-            "insert into messages (id, workspace_id, room_id, seq, sender_id, body)
-             values ($1, $2, $3, 99, $4, 'x')",
+            "insert into messages (id, workspace_id, room_id, seq, rev, sender_id, body)
+             values ($1, $2, $3, 99, 99, $4, 'x')",
         )
         .bind(Uuid::now_v7())
         .bind(default)

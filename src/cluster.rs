@@ -123,6 +123,8 @@ pub struct Cluster {
     announce: AtomicBool,
     /// Questions that gave up waiting for a known node.
     query_timeouts: AtomicU64,
+    /// Set by `leave`: the node is shutting down and must not register again.
+    leaving: AtomicBool,
     /// True while the subscriber is connected (and so this node hears the others).
     subscribed: AtomicBool,
     /// True while publishing works; used to log an outage once rather than per message.
@@ -179,6 +181,7 @@ impl Cluster {
             refresh: Arc::new(tokio::sync::Notify::new()),
             announce: AtomicBool::new(false),
             query_timeouts: AtomicU64::new(0),
+            leaving: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             publishing: AtomicBool::new(true),
             outbox,
@@ -346,7 +349,8 @@ impl Cluster {
     /// (a node that cannot hear questions must not be waited for); drops expired entries, and
     /// caches the other nodes.
     async fn refresh_registry(&self, announce: bool) -> redis::RedisResult<()> {
-        let register = self.subscribed.load(Ordering::Acquire);
+        let register =
+            self.subscribed.load(Ordering::Acquire) && !self.leaving.load(Ordering::Acquire);
         let mut redis = self.redis.clone();
         let members: Vec<String> = REGISTRY_SCRIPT
             .key(&self.nodes_key)
@@ -367,6 +371,15 @@ impl Cluster {
                 .await?;
         }
         Ok(())
+    }
+
+    /// For a graceful shutdown: takes this node out of the registry at once, rather than
+    /// letting its entry expire, so that no question waits for it any more; the registry task
+    /// stops renewing it.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Release);
+        self.refresh.notify_one();
+        self.leave_registry().await;
     }
 
     /// Takes this node out of the registry, so that no one waits for it any more.
@@ -416,24 +429,20 @@ static REGISTRY_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(REGISTRY));
 
 /// Keeps this node's registry entry fresh and its list of the others current, for as long as
-/// the cluster exists; on SIGTERM or Ctrl-C (the server's graceful shutdown) it takes the
-/// entry out at once rather than letting it expire, so that no question waits for this node.
+/// the cluster exists, and until a graceful shutdown has taken the entry out (`leave`, from
+/// `Realtime::close`).
 async fn registry(cluster: std::sync::Weak<Cluster>, refresh: Arc<tokio::sync::Notify>) {
     let mut tick = tokio::time::interval(NODE_REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stopping = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = refresh.notified() => {}
-            () = &mut stopping => {
-                if let Some(c) = cluster.upgrade() {
-                    c.leave_registry().await;
-                }
-                return;
-            }
         }
         let Some(c) = cluster.upgrade() else { return };
+        if c.leaving.load(Ordering::Acquire) {
+            return;
+        }
         let announce = c.announce.swap(false, Ordering::AcqRel);
         if let Err(err) = c.refresh_registry(announce).await {
             tracing::debug!(error = %err, "could not refresh the node registry");
@@ -444,28 +453,6 @@ async fn registry(cluster: std::sync::Weak<Cluster>, refresh: Arc<tokio::sync::N
                 c.redis_failed();
             }
         }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT, as the server's shutdown does.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
 

@@ -143,6 +143,9 @@ impl Realtime {
     /// Disconnects every socket and refuses further operations.
     pub async fn close(&self) {
         if !self.local.closed.swap(true, Ordering::AcqRel) {
+            if let Some(cluster) = &self.cluster {
+                cluster.leave().await;
+            }
             self.local.io.close().await;
         }
     }

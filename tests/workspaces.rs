@@ -12,7 +12,9 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{
     sio::{ack_ok, Auth, SioClient, Transport},
     spawn_app, spawn_app_with,
-    tenancy::{fingerprint, id, register_in, room_events, room_routes, user_routes},
+    tenancy::{
+        assert_like_unknown, fingerprint, id, register_in, room_events, room_routes, user_routes,
+    },
     Session, TestApp, TEST_JWT_SECRET,
 };
 use huddle::workspaces::{self, WorkspaceId};
@@ -100,26 +102,13 @@ async fn another_workspaces_rooms_and_users_are_exactly_unknown_ones() {
         &hidden_there,
     ] {
         for user in [other.bob.id, home.bob.id] {
-            let asked = room_routes(&id(room), user);
-            let control = room_routes(&missing_room, user);
-            for ((method, path, body), (_, control_path, control_body)) in
-                asked.into_iter().zip(control)
-            {
-                let got = app
-                    .request(method.clone(), &path, Some(&me.access), body)
-                    .await;
-                let want = app
-                    .request(
-                        method.clone(),
-                        &control_path,
-                        Some(&me.access),
-                        control_body,
-                    )
-                    .await;
-                assert_eq!(got.status, want.status, "{method} {path}: {}", got.body);
-                assert_eq!(got.body, want.body, "{method} {path}");
-                assert_eq!(got.status.as_u16(), 404, "{method} {path}");
-            }
+            assert_like_unknown(
+                &app,
+                &me.access,
+                room_routes(&id(room), user),
+                room_routes(&missing_room, user),
+            )
+            .await;
         }
     }
 
@@ -127,26 +116,13 @@ async fn another_workspaces_rooms_and_users_are_exactly_unknown_ones() {
     let missing_user = Uuid::now_v7().to_string();
     let own_room = id(&home.secret);
     for user in [&other.ann, &other.bob, &carol] {
-        let asked = user_routes(&own_room, &user.id.to_string());
-        let control = user_routes(&own_room, &missing_user);
-        for ((method, path, body), (_, control_path, control_body)) in
-            asked.into_iter().zip(control)
-        {
-            let got = app
-                .request(method.clone(), &path, Some(&me.access), body)
-                .await;
-            let want = app
-                .request(
-                    method.clone(),
-                    &control_path,
-                    Some(&me.access),
-                    control_body,
-                )
-                .await;
-            assert_eq!(got.status, want.status, "{method} {path}: {}", got.body);
-            assert_eq!(got.body, want.body, "{method} {path}");
-            assert_eq!(got.status.as_u16(), 404, "{method} {path}");
-        }
+        assert_like_unknown(
+            &app,
+            &me.access,
+            user_routes(&own_room, &user.id.to_string()),
+            user_routes(&own_room, &missing_user),
+        )
+        .await;
     }
 
     // ---- REST lists: nothing of the other workspace.

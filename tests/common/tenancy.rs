@@ -140,3 +140,22 @@ pub fn user_routes(own_room: &str, user: &str) -> Vec<(Method, String, Option<Va
         ),
     ]
 }
+
+/// A request a suite makes: method, path and body.
+pub type Route = (Method, String, Option<Value>);
+
+/// Sends each route of `asked` (naming another workspace's object) and its counterpart in
+/// `control` (the same route naming an id nothing has) through `api` as `token`, and checks
+/// that each pair gets the same `404`, body and all: the other workspace's object is exactly an
+/// unknown one.
+pub async fn assert_like_unknown(api: &Api, token: &str, asked: Vec<Route>, control: Vec<Route>) {
+    for ((method, path, body), (_, control_path, control_body)) in asked.into_iter().zip(control) {
+        let got = api.request(method.clone(), &path, Some(token), body).await;
+        let want = api
+            .request(method.clone(), &control_path, Some(token), control_body)
+            .await;
+        assert_eq!(got.status, want.status, "{method} {path}: {}", got.body);
+        assert_eq!(got.body, want.body, "{method} {path}");
+        assert_eq!(got.status.as_u16(), 404, "{method} {path}");
+    }
+}

@@ -67,6 +67,7 @@ impl AppState {
                 let deliverer = deliverer.clone();
                 Box::pin(async move { deliverer.deliver(committed).await })
             }),
+            config.edit_window,
         );
         let shared_limits = realtime
             .cluster()

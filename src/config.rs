@@ -73,6 +73,8 @@ pub struct Config {
     pub session_max_age: Duration,
     /// Messages replayed to a socket when it joins a room.
     pub history_limit: u32,
+    /// Seconds after sending during which the sender may edit a message (0: no limit).
+    pub edit_window: u64,
     /// Set: several nodes share one Redis. Unset: one node.
     pub redis_url: Option<SecretUrl>,
     /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
@@ -281,6 +283,7 @@ impl Config {
                 10 * 365 * 24 * 3600,
             )?)),
             history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
+            edit_window: env.parse("EDIT_WINDOW", 0, "a whole number of seconds (0: no limit)")?,
             redis_url: redis_url.map(SecretUrl),
             redis_prefix,
             default_rooms,

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod extract;
+pub mod messages;
 pub mod ops;
 pub mod oversize;
 pub mod rooms;
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
         "/api",
         accounts::router()
             .merge(rooms::router())
+            .merge(messages::router())
             .merge(admin::router())
             .merge(workspaces::router()),
     )

@@ -14,6 +14,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod http;
 pub mod limits;
+pub mod mentions;
 pub mod messages;
 pub mod metrics;
 pub mod quotas;

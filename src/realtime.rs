@@ -30,15 +30,18 @@ use serde_json::{json, value::RawValue, Value};
 use socketioxide::{extract::SocketRef, layer::SocketIoLayer, SendError, SocketError, SocketIo};
 use uuid::Uuid;
 
-use self::payload::{Presence, PresenceStatus, Read, Removed, UserMessage};
+use self::payload::{
+    MessageDeleted, MessageEvent, Presence, PresenceStatus, ReactionEvent, Read, Removed,
+    UserMessage,
+};
 use crate::{
     app::AppState,
     cluster::{self, Cluster, Op, Query},
     config::Config,
     metrics::Metrics,
     rooms::Removal,
-    store::{rooms::RoomRef, users::UserRef},
-    writer::Committed,
+    store::{messages::Message, rooms::RoomRef, users::UserRef},
+    writer::{Announcement, Committed},
 };
 
 pub fn room_channel(room: Uuid) -> String {
@@ -203,24 +206,74 @@ impl Realtime {
         .await;
     }
 
-    /// Delivers committed messages to the sockets of their rooms (and a direct message's two
-    /// users), on every node, in commit order.
+    /// Delivers committed changes to the sockets of their rooms (new messages also to a direct
+    /// message's two users, mentions to the mentioned users), on every node, in commit order.
     pub async fn deliver(&self, committed: Vec<Committed>) {
         for c in &committed {
-            let mut channels = Vec::with_capacity(1 + c.also_to.len());
-            channels.push(room_channel(c.room.id));
-            channels.extend(c.also_to.iter().cloned());
-            // Serialized once, straight from the message: the same bytes go to every socket
-            // here, and only the other nodes' envelope needs it as a JSON value.
-            let Some(raw) = once("message", &UserMessage::new(&c.message, &c.room)) else {
-                continue;
-            };
-            self.local.deliver(channels.clone(), &raw).await;
-            if self.cluster.is_some() {
-                match serde_json::from_str(raw.get()) {
-                    Ok(data) => self.tell_others(Op::Deliver { channels, data }).await,
-                    Err(err) => tracing::error!(error = %err, "a message could not be re-read"),
+            let room = &c.room;
+            let to_room = || vec![room_channel(room.id)];
+            match &c.announcement {
+                Announcement::Message { message, also_to } => {
+                    let mut channels = Vec::with_capacity(1 + also_to.len());
+                    channels.push(room_channel(room.id));
+                    channels.extend(also_to.iter().cloned());
+                    self.deliver_message(channels, message, room).await;
                 }
+                Announcement::Updated(message) => {
+                    let event = MessageEvent { room, message };
+                    self.emit(to_room(), "messageUpdated", &event).await;
+                }
+                Announcement::Deleted { id, seq, rev } => {
+                    let event = MessageDeleted {
+                        room,
+                        id: *id,
+                        seq: *seq,
+                        rev: *rev,
+                    };
+                    self.emit(to_room(), "messageDeleted", &event).await;
+                }
+                Announcement::Reaction {
+                    message_id,
+                    seq,
+                    rev,
+                    emoji,
+                    user,
+                    on,
+                    count,
+                } => {
+                    let event = ReactionEvent {
+                        room,
+                        message_id: *message_id,
+                        seq: *seq,
+                        rev: *rev,
+                        emoji,
+                        user,
+                        on: *on,
+                        count: *count,
+                    };
+                    self.emit(to_room(), "reaction", &event).await;
+                }
+                Announcement::Mentioned { users, message } => {
+                    let channels = users.iter().map(|u| user_channel(*u)).collect();
+                    let event = MessageEvent { room, message };
+                    self.emit(channels, "mentioned", &event).await;
+                }
+            }
+        }
+    }
+
+    /// A new message to `channels`, on every node.
+    async fn deliver_message(&self, channels: Vec<String>, message: &Message, room: &RoomRef) {
+        // Serialized once, straight from the message: the same bytes go to every socket here,
+        // and only the other nodes' envelope needs it as a JSON value.
+        let Some(raw) = once("message", &UserMessage::new(message, room)) else {
+            return;
+        };
+        self.local.deliver(channels.clone(), &raw).await;
+        if self.cluster.is_some() {
+            match serde_json::from_str(raw.get()) {
+                Ok(data) => self.tell_others(Op::Deliver { channels, data }).await,
+                Err(err) => tracing::error!(error = %err, "a message could not be re-read"),
             }
         }
     }

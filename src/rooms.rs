@@ -16,7 +16,7 @@ use crate::{
     store::{
         self, audit,
         members::{Member, Role},
-        messages::{History, Page},
+        messages::{History, Message, Page, Timeline},
         rooms::{MyRoom, Room, RoomAccess, RoomRef, Visibility},
         users::{User, UserRef},
     },
@@ -174,6 +174,7 @@ pub async fn create(
     name: &str,
     visibility: Visibility,
     topic: Option<&str>,
+    metadata: Option<serde_json::Value>,
 ) -> AppResult<Room> {
     validate::room_name("name", name)?;
     if visibility == Visibility::Direct {
@@ -184,6 +185,10 @@ pub async fn create(
         ));
     }
     let topic = validate::topic("topic", topic)?;
+    let metadata = metadata
+        .map(|m| validate::metadata("metadata", m))
+        .transpose()?
+        .unwrap_or_default();
     state.quotas.new_room(caller.id()).await?;
     let ws = caller.workspace();
     let mut tx = state.db.begin().await?;
@@ -193,6 +198,7 @@ pub async fn create(
         name,
         visibility,
         topic.as_deref(),
+        &metadata,
         Some(caller.id()),
     )
     .await?;
@@ -250,23 +256,30 @@ pub async fn get(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppResul
     Ok(visible(state, caller, room_id, "get_room").await?.room)
 }
 
-/// Changes the topic (owner or moderator). `None`: leave it; `Some(None)`: clear it.
+/// Changes the topic and the metadata (owner or moderator). A topic of `None`: leave it;
+/// `Some(None)`: clear it. Metadata `None`: leave it; given, it replaces the old.
 pub async fn update(
     state: &AppState,
     caller: &AuthUser,
     room_id: Uuid,
     new_topic: Option<Option<String>>,
+    metadata: Option<serde_json::Value>,
 ) -> AppResult<Room> {
     let access = visible(state, caller, room_id, "update_room").await?;
     require(state, caller, &access, access.manages(), "update_room").await?;
-    match new_topic {
-        None => Ok(access.room),
-        Some(t) => {
-            let t = validate::topic("topic", t.as_deref())?;
-            let ws = caller.workspace();
-            Ok(store::rooms::set_topic(&state.db, ws, room_id, t.as_deref()).await?)
-        }
+    let topic = match new_topic {
+        None => None,
+        Some(t) => Some(validate::topic("topic", t.as_deref())?),
+    };
+    let metadata = metadata
+        .map(|m| validate::metadata("metadata", m))
+        .transpose()?;
+    if topic.is_none() && metadata.is_none() {
+        return Ok(access.room);
     }
+    let ws = caller.workspace();
+    let topic = topic.as_ref().map(|t| t.as_deref());
+    Ok(store::rooms::update(&state.db, ws, room_id, topic, metadata.as_ref()).await?)
 }
 
 /// Deletes a room (its owner, or an admin of its workspace, who need not be able to see it); its
@@ -531,9 +544,101 @@ pub async fn history(
 ) -> AppResult<History> {
     let (page, limit) = query.page()?;
     let access = access(state, caller, key, "history", refusal).await?;
-    let ws = caller.workspace();
-    let history = store::messages::page(&state.db, ws, access.room.id, page, limit).await?;
+    let (ws, me) = (caller.workspace(), caller.id());
+    let history = store::messages::page(
+        &state.db,
+        ws,
+        me,
+        access.room.id,
+        Timeline::Room,
+        page,
+        limit,
+    )
+    .await?;
     Ok(within_bytes(history, page))
+}
+
+/// A page of one thread's replies (not its root), as the history pages the room.
+pub async fn thread(
+    state: &AppState,
+    caller: &AuthUser,
+    room_id: Uuid,
+    root_id: Uuid,
+    query: PageQuery,
+) -> AppResult<History> {
+    let (page, limit) = query.page()?;
+    let access = visible(state, caller, room_id, "thread").await?;
+    let (ws, me) = (caller.workspace(), caller.id());
+    store::messages::target(&state.db, ws, access.room.id, root_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such message".into()))?;
+    let timeline = Timeline::Thread(root_id);
+    let history =
+        store::messages::page(&state.db, ws, me, access.room.id, timeline, page, limit).await?;
+    Ok(within_bytes(history, page))
+}
+
+/// One page of a room's change feed: the messages changed after `after_rev`, in rev order.
+#[derive(Debug, Serialize)]
+pub struct Changes {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+    /// The cursor for the next page: the newest rev in this one, or the room's `last_rev` when
+    /// nothing more remains.
+    pub last_rev: i64,
+}
+
+/// The change feed of a room the caller may enter.
+pub async fn changes(
+    state: &AppState,
+    caller: &AuthUser,
+    room_id: Uuid,
+    after_rev: i64,
+    limit: i64,
+) -> AppResult<Changes> {
+    let access = visible(state, caller, room_id, "changes").await?;
+    let (ws, me) = (caller.workspace(), caller.id());
+    let (messages, has_more) =
+        store::messages::changes(&state.db, ws, me, room_id, after_rev, None, limit).await?;
+    let newest = messages.last().map_or(0, |m| m.rev);
+    // The room was read before the page, so a change committed in between may be newer than
+    // the room's `last_rev` as read: the cursor is never behind what the page holds.
+    let last_rev = if has_more {
+        newest
+    } else {
+        newest.max(access.room.last_rev)
+    };
+    Ok(Changes {
+        messages,
+        has_more,
+        last_rev,
+    })
+}
+
+/// One message of a room the caller may enter.
+pub async fn message(
+    state: &AppState,
+    caller: &AuthUser,
+    room_id: Uuid,
+    id: Uuid,
+) -> AppResult<Message> {
+    visible(state, caller, room_id, "get_message").await?;
+    store::messages::find(&state.db, caller.workspace(), caller.id(), room_id, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such message".into()))
+}
+
+/// The room of a change made over REST (an edit, a deletion, a reaction): one the caller may
+/// enter, by the one access rule.
+pub async fn for_change(
+    state: &AppState,
+    caller: &AuthUser,
+    room_id: Uuid,
+    action: &str,
+) -> AppResult<RoomRef> {
+    Ok(RoomRef::from(
+        &visible(state, caller, room_id, action).await?.room,
+    ))
 }
 
 /// What the message bodies of one history page (or join replay) may weigh together. 200
@@ -579,19 +684,41 @@ fn within_bytes(mut history: History, page: Page) -> History {
     history
 }
 
+/// What a join replays.
+#[derive(Debug)]
+pub struct Replay {
+    pub history: History,
+    /// With `since_rev`: the messages at or before `since` changed after `since_rev`, in rev
+    /// order, and whether more remain (the client pages on with the change feed).
+    pub updates: Option<(Vec<Message>, bool)>,
+}
+
 /// The history a join replays (access already checked): the newest `HISTORY_LIMIT` messages,
-/// or with `since` the oldest `HISTORY_LIMIT` after it.
+/// or with `since` the oldest `HISTORY_LIMIT` after it; with `since_rev` too, the changes to
+/// the messages the client already has.
 pub async fn replay(
     state: &AppState,
     caller: &AuthUser,
     room_id: Uuid,
     since: Option<Seq>,
-) -> AppResult<History> {
+    since_rev: Option<Seq>,
+) -> AppResult<Replay> {
     let limit = i64::from(state.config.history_limit);
     let page = since.map_or(Page::Before(None), |s| Page::After(s.0));
-    let ws = caller.workspace();
-    let history = store::messages::page(&state.db, ws, room_id, page, limit).await?;
-    Ok(within_bytes(history, page))
+    let (ws, me) = (caller.workspace(), caller.id());
+    let history =
+        store::messages::page(&state.db, ws, me, room_id, Timeline::Room, page, limit).await?;
+    let updates = match (since, since_rev) {
+        (Some(since), Some(rev)) => Some(
+            store::messages::changes(&state.db, ws, me, room_id, rev.0, Some(since.0), limit)
+                .await?,
+        ),
+        _ => None,
+    };
+    Ok(Replay {
+        history: within_bytes(history, page),
+        updates,
+    })
 }
 
 /// Moves the caller's read position (members only; never backwards; capped at `last_seq`).

@@ -4,7 +4,9 @@
 
 pub mod audit;
 pub mod members;
+pub mod mentions;
 pub mod messages;
+pub mod reactions;
 pub mod rooms;
 pub mod sessions;
 pub mod users;

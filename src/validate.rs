@@ -6,7 +6,10 @@ use std::fmt;
 
 use serde::{de, Deserialize, Deserializer};
 
-use crate::{error::AppError, store::messages::Page};
+use crate::{
+    error::AppError,
+    store::messages::{JsonObject, Page},
+};
 
 /// Bounds of history pages.
 pub const MAX_PAGE: i64 = 200;
@@ -257,6 +260,41 @@ pub fn display_name(field: &str, value: &str) -> Result<String, AppError> {
     }
     label_chars(field, trimmed)?;
     Ok(trimmed.to_owned())
+}
+
+/// The most a `metadata` object may weigh, serialised.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// An app's `metadata`: a JSON object of at most 4 KiB serialised.
+pub fn metadata(field: &str, value: serde_json::Value) -> Result<JsonObject, AppError> {
+    let serde_json::Value::Object(map) = value else {
+        return Err(AppError::invalid_field(field, "must be a JSON object"));
+    };
+    let size = serde_json::to_vec(&map).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(AppError::invalid_field(
+            field,
+            "must be at most 4096 bytes serialised",
+        ));
+    }
+    Ok(map)
+}
+
+/// A reaction: 1-32 Unicode scalar values, no whitespace and no control characters.
+pub fn emoji(field: &str, value: &str) -> Result<(), AppError> {
+    if !(1..=32).contains(&char_len(value)) {
+        return Err(AppError::invalid_field(field, "must be 1-32 characters"));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_bidi_control(c))
+    {
+        return Err(AppError::invalid_field(
+            field,
+            "must not contain whitespace or control characters",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,21 +1,27 @@
-//! Group commit of chat messages.
+//! Group commit of every change to a room's timeline.
 //!
-//! Every message goes through one queue to one writer task. The writer takes whatever has queued
-//! up (at most `MAX_BATCH`) and stores it in one statement (`store::messages::insert_batch`):
-//! under load, messages that arrive while a commit is in flight share the next commit, so the
-//! cost of a commit (and its fsync) is spread over many messages; when idle, a message commits
-//! alone and at once. Nothing is acknowledged before its commit.
+//! Every change (a new message, an edit, a deletion, a reaction) goes through one queue to one
+//! writer task. The writer takes whatever has queued up (at most `MAX_BATCH`) and commits it at
+//! once: under load, changes that arrive while a commit is in flight share the next commit, so
+//! the cost of a commit (and its fsync) is spread over many; when idle, a change commits alone
+//! and at once. Nothing is acknowledged before its commit.
 //!
-//! Because one task commits batches one after the other, seqs are assigned, acknowledged and
-//! delivered in commit order, and a socket that enqueues its sends in order gets them committed
-//! in that order.
+//! A batch of new messages only is one statement (`store::messages::insert_batch`), committed
+//! on its own. Any other batch is one transaction: it first locks the batch's rooms (in id
+//! order, so writers on several nodes cannot deadlock), then stores each run of changes of one
+//! kind with one statement, in queue order, and commits. Because one task commits batches one
+//! after the other, and each room's changes are numbered under its lock, revs are assigned,
+//! acknowledged and announced in commit order, and a socket that enqueues its changes in order
+//! gets them committed in that order.
 //!
-//! After a commit, each message goes two ways: its outcome back to its sender through the
-//! `Receipt` (a oneshot; the socket layer acknowledges from there), and the batch's new messages
-//! to `Deliver` (`Realtime::deliver`: to the room's sockets on this node, then to the other
-//! nodes). Both follow the commit; which one reaches a client first is not fixed.
+//! After a commit, each change goes two ways: its outcome back to its sender through the
+//! `Receipt` (a oneshot; the socket layer or the REST handler answers from there), and what it
+//! announces (`Committed`) to `Deliver` (`Realtime::deliver`: to the room's sockets on this
+//! node, then to the other nodes). Both follow the commit; which one reaches a client first is
+//! not fixed.
 
 use std::{
+    collections::{HashMap, HashSet},
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -26,43 +32,115 @@ use std::{
 
 use futures::{future::BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::{
     error::{is_connection_error, AppError, AppResult},
     metrics::Metrics,
     store::{
-        messages::{self, BatchOutcome, Message, NewMessage, Stored},
+        self,
+        messages::{self, BatchOutcome, ChangeOutcome, Delete, Edit, Message, NewMessage, Stored},
+        reactions::{self, React, ReactOutcome},
         rooms::RoomRef,
+        users::UserRef,
     },
 };
 
-/// Most messages in one batch statement.
+/// Most changes in one batch.
 pub const MAX_BATCH: usize = 512;
-/// Messages waiting for the writer before senders are made to wait.
+/// Changes waiting for the writer before senders are made to wait.
 const QUEUE: usize = 16 * 1024;
 
-/// A newly committed message and where it goes.
+/// A change to a room's timeline, as it is queued.
 #[derive(Clone, Debug)]
-pub struct Committed {
-    pub message: Message,
-    pub room: RoomRef,
-    /// Socket.IO rooms that get it besides the room's own (a direct message's two users).
-    pub also_to: Vec<String>,
+pub enum Change {
+    Send(NewMessage),
+    Edit(Edit),
+    Delete(Delete),
+    /// A reaction, with the reacting user as the `reaction` event names them.
+    React(React, UserRef),
 }
 
-/// Delivers committed messages to their sockets, in commit order (`Realtime::deliver`).
+impl Change {
+    fn room_id(&self) -> Uuid {
+        match self {
+            Change::Send(m) => m.room_id,
+            Change::Edit(e) => e.room_id,
+            Change::Delete(d) => d.room_id,
+            Change::React(r, _) => r.room_id,
+        }
+    }
+}
+
+/// What a committed change answers its sender with.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// A message: new, or the first copy of its `client_id`.
+    Sent(Stored),
+    /// The message after the edit or reaction, with the sender's own reactions.
+    Changed(Message),
+    /// Deleted (or deleted already).
+    Deleted,
+}
+
+impl Applied {
+    /// The message an answer carries (none for a deletion).
+    pub fn into_message(self) -> Option<Message> {
+        match self {
+            Applied::Sent(stored) => Some(stored.into_message()),
+            Applied::Changed(message) => Some(message),
+            Applied::Deleted => None,
+        }
+    }
+}
+
+/// What a committed change tells the room's sockets (and a mentioned user's).
+#[derive(Clone, Debug)]
+pub enum Announcement {
+    /// A new message (`message`); `also_to`: Socket.IO rooms that get it besides the room's own
+    /// (a direct message's two users).
+    Message {
+        message: Message,
+        also_to: Vec<String>,
+    },
+    /// A message in its new state (`messageUpdated`): edited, or a thread root's new summary.
+    Updated(Message),
+    /// `messageDeleted`.
+    Deleted { id: Uuid, seq: i64, rev: i64 },
+    /// `reaction`, with the emoji's count after the change.
+    Reaction {
+        message_id: Uuid,
+        seq: i64,
+        rev: i64,
+        emoji: String,
+        user: UserRef,
+        on: bool,
+        count: i64,
+    },
+    /// `mentioned`, to each of these users' sockets.
+    Mentioned { users: Vec<Uuid>, message: Message },
+}
+
+/// A committed change's announcement and its room.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub room: RoomRef,
+    pub announcement: Announcement,
+}
+
+/// Delivers announcements to their sockets, in commit order (`Realtime::deliver`).
 pub type Deliver = Arc<dyn Fn(Vec<Committed>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 struct Pending {
-    message: NewMessage,
+    change: Change,
     room: RoomRef,
     also_to: Vec<String>,
-    reply: oneshot::Sender<AppResult<Stored>>,
+    reply: oneshot::Sender<AppResult<Applied>>,
 }
 
 /// What the writer's queue carries.
 enum Queued {
-    Message(Pending),
+    Change(Box<Pending>),
     /// Answered once everything queued before it has been committed, answered and delivered.
     Flush(oneshot::Sender<()>),
 }
@@ -70,16 +148,16 @@ enum Queued {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Queued>,
-    /// Set by `drain`: messages submitted from then on are refused.
+    /// Set by `drain`: changes submitted from then on are refused.
     closing: Arc<AtomicBool>,
 }
 
-/// A submitted message's outcome, to be awaited (after the next message was submitted, if the
+/// A submitted change's outcome, to be awaited (after the next change was submitted, if the
 /// caller wants pipelining).
-pub struct Receipt(oneshot::Receiver<AppResult<Stored>>);
+pub struct Receipt(oneshot::Receiver<AppResult<Applied>>);
 
 impl Receipt {
-    pub async fn outcome(self) -> AppResult<Stored> {
+    pub async fn outcome(self) -> AppResult<Applied> {
         self.0.await.unwrap_or_else(|_| {
             Err(AppError::Internal(anyhow::anyhow!(
                 "message writer stopped"
@@ -89,21 +167,32 @@ impl Receipt {
 }
 
 impl Writer {
-    /// Starts the writer task; it stops when every `Writer` handle is dropped.
-    pub fn start(db: sqlx::PgPool, metrics: Arc<Metrics>, deliver: Deliver) -> Self {
+    /// Starts the writer task; it stops when every `Writer` handle is dropped. `edit_window`:
+    /// seconds after sending during which a message may be edited (0: always).
+    pub fn start(
+        db: sqlx::PgPool,
+        metrics: Arc<Metrics>,
+        deliver: Deliver,
+        edit_window: u64,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, metrics, deliver, rx));
+        let batches = Batches {
+            db,
+            metrics,
+            edit_window: i64::try_from(edit_window).unwrap_or(i64::MAX),
+        };
+        tokio::spawn(run(batches, deliver, rx));
         Writer {
             queue,
             closing: Arc::default(),
         }
     }
 
-    /// Queues a message. Messages submitted one after the other (awaiting this call, not the
+    /// Queues a change. Changes submitted one after the other (awaiting this call, not the
     /// receipt) are committed in that order.
     pub async fn submit(
         &self,
-        message: NewMessage,
+        change: Change,
         room: RoomRef,
         also_to: Vec<String>,
     ) -> AppResult<Receipt> {
@@ -112,12 +201,12 @@ impl Writer {
         }
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(Queued::Message(Pending {
-                message,
+            .send(Queued::Change(Box::new(Pending {
+                change,
                 room,
                 also_to,
                 reply,
-            }))
+            })))
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("message writer stopped")))?;
         Ok(Receipt(rx))
@@ -146,19 +235,14 @@ impl Writer {
     }
 }
 
-async fn run(
-    db: sqlx::PgPool,
-    metrics: Arc<Metrics>,
-    deliver: Deliver,
-    mut rx: mpsc::Receiver<Queued>,
-) {
+async fn run(batches: Batches, deliver: Deliver, mut rx: mpsc::Receiver<Queued>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut flushes = Vec::new();
         let pending: Vec<Pending> = batch
             .drain(..)
             .filter_map(|queued| match queued {
-                Queued::Message(p) => Some(p),
+                Queued::Change(p) => Some(*p),
                 Queued::Flush(done) => {
                     flushes.push(done);
                     None
@@ -168,7 +252,7 @@ async fn run(
         if !pending.is_empty() {
             // A bug that panics in one batch must not stop the writer for good: that batch's
             // senders get `internal` (their replies are dropped) and the next batch goes on.
-            let batch = AssertUnwindSafe(commit_and_answer(&db, &metrics, &deliver, pending));
+            let batch = AssertUnwindSafe(commit_and_answer(&batches, &deliver, pending));
             if batch.catch_unwind().await.is_err() {
                 tracing::error!("the message writer panicked on a batch; going on with the next");
             }
@@ -179,95 +263,385 @@ async fn run(
     }
 }
 
-/// Commits a batch, answers each sender, and delivers the new messages.
-async fn commit_and_answer(
-    db: &sqlx::PgPool,
-    metrics: &Metrics,
-    deliver: &Deliver,
-    pending: Vec<Pending>,
-) {
-    let outcomes = commit_batch(db, metrics, &pending).await;
+/// A change's outcome after its commit, and what it announces.
+struct Effect {
+    applied: Applied,
+    announce: Vec<Announcement>,
+}
+
+/// Commits a batch, answers each sender, and delivers the announcements in batch order.
+async fn commit_and_answer(batches: &Batches, deliver: &Deliver, pending: Vec<Pending>) {
+    let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
+    let outcomes = batches.commit(&changes).await;
     let mut committed = Vec::new();
     for (p, outcome) in pending.into_iter().zip(outcomes) {
-        if let Ok(Stored::New(message)) = &outcome {
-            metrics.messages_persisted.inc();
-            committed.push(Committed {
-                message: message.clone(),
-                room: p.room,
-                also_to: p.also_to,
-            });
-        }
-        // The sender may have gone; the message is stored all the same.
-        let _ = p.reply.send(outcome);
+        let reply = outcome.map(|effect| {
+            if matches!(effect.applied, Applied::Sent(Stored::New(_))) {
+                batches.metrics.messages_persisted.inc();
+            }
+            for announcement in effect.announce {
+                let announcement = match announcement {
+                    Announcement::Message { message, .. } => Announcement::Message {
+                        message,
+                        also_to: p.also_to.clone(),
+                    },
+                    other => other,
+                };
+                committed.push(Committed {
+                    room: p.room.clone(),
+                    announcement,
+                });
+            }
+            effect.applied
+        });
+        // The sender may have gone; the change is stored all the same.
+        let _ = p.reply.send(reply);
     }
     if !committed.is_empty() {
         deliver(committed).await;
     }
 }
 
-/// Stores a batch: the whole of it in one statement when it can.
-async fn commit_batch(
-    db: &sqlx::PgPool,
-    metrics: &Metrics,
-    pending: &[Pending],
-) -> Vec<AppResult<Stored>> {
-    let messages: Vec<NewMessage> = pending.iter().map(|p| p.message.clone()).collect();
-    commit(db, metrics, &messages).await
+/// The writer's database side.
+struct Batches {
+    db: sqlx::PgPool,
+    metrics: Arc<Metrics>,
+    edit_window: i64,
 }
 
-/// Stores messages in as few statements as it can. If a statement fails for another reason than
-/// Postgres being away (a row Postgres refuses, a concurrent copy of a `client_id` on another
-/// node), each half is stored on its own, and so on down to single messages: one bad row costs
-/// about 2·log2(n) statements and fails only itself, never the other senders' messages. The
-/// halves are committed in order, so each room's seqs still follow the submission order.
-fn commit<'a>(
-    db: &'a sqlx::PgPool,
-    metrics: &'a Metrics,
-    messages: &'a [NewMessage],
-) -> BoxFuture<'a, Vec<AppResult<Stored>>> {
-    Box::pin(async move {
-        metrics.writer_statements.inc();
-        let err = match messages::insert_batch(db, messages).await {
-            Ok(outcomes) => return outcomes.into_iter().map(answer).collect(),
-            Err(err) => err,
-        };
-        if is_connection_error(&err) {
-            tracing::warn!(error = %err, messages = messages.len(), "database unavailable; messages refused");
-            return messages
-                .iter()
-                .map(|_| Err(AppError::Unavailable("the database")))
+/// What each change's statement said, before the messages are read back.
+enum Raw {
+    Sent(BatchOutcome),
+    Changed(ChangeOutcome),
+    Reacted(ReactOutcome),
+}
+
+impl Batches {
+    /// Stores changes in as few statements and commits as it can. If a commit fails for another
+    /// reason than Postgres being away (a row Postgres refuses, a concurrent copy of a
+    /// `client_id` on another node), each half is stored on its own, and so on down to single
+    /// changes: one bad row costs about 2·log2(n) commits and fails only itself, never the
+    /// other senders' changes. The halves are committed in order, so each room's changes still
+    /// follow the submission order.
+    fn commit<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Vec<AppResult<Effect>>> {
+        Box::pin(async move {
+            let err = match self.try_commit(changes).await {
+                Ok(effects) => return effects,
+                Err(err) => err,
+            };
+            if is_connection_error(&err) {
+                tracing::warn!(error = %err, changes = changes.len(), "database unavailable; changes refused");
+                return changes
+                    .iter()
+                    .map(|_| Err(AppError::Unavailable("the database")))
+                    .collect();
+            }
+            if changes.len() == 1 {
+                // A concurrent copy of its client_id won the race: the statement rolled back
+                // whole (no seq used up), and now finds that copy and answers with it.
+                if messages::is_duplicate_client_id(&err) {
+                    if let Ok(effects) = self.try_commit(changes).await {
+                        return effects;
+                    }
+                }
+                return vec![Err(refused_row(err))];
+            }
+            tracing::debug!(error = %err, changes = changes.len(), "batch failed; storing its halves apart");
+            let (first, rest) = changes.split_at(changes.len() / 2);
+            let mut out = self.commit(first).await;
+            out.extend(self.commit(rest).await);
+            out
+        })
+    }
+
+    /// One commit of `changes`: new messages alone in one statement; anything else in one
+    /// transaction that locks the rooms first. Then the messages the answers and announcements
+    /// need are read back, and each change's effect made.
+    async fn try_commit(&self, changes: &[Change]) -> sqlx::Result<Vec<AppResult<Effect>>> {
+        self.metrics.writer_statements.inc();
+        let only_sends: Option<Vec<NewMessage>> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Send(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(sends) = only_sends {
+            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends)
+                .await?
+                .into_iter()
+                .map(Raw::Sent)
                 .collect();
+            let mut conn = self.db.acquire().await?;
+            return effects(&mut conn, changes, raw).await;
         }
-        if let [one] = messages {
-            // A concurrent copy of its client_id won the race: the statement rolled back whole
-            // (no seq used up), and now finds that copy and answers with it.
-            if messages::is_duplicate_client_id(&err) {
-                metrics.writer_statements.inc();
-                if let Ok(outcomes) = messages::insert_batch(db, std::slice::from_ref(one)).await {
-                    return outcomes.into_iter().map(answer).collect();
+        let mut tx = self.db.begin().await?;
+        let rooms: Vec<Uuid> = changes.iter().map(Change::room_id).collect();
+        store::rooms::lock(&mut tx, &rooms).await?;
+        let mut raw = Vec::with_capacity(changes.len());
+        for run in runs(changes) {
+            match &run[0] {
+                Change::Send(_) => {
+                    let batch: Vec<NewMessage> = run.iter().filter_map(as_send).collect();
+                    let out = messages::insert_batch(&mut *tx, &batch).await?;
+                    raw.extend(out.into_iter().map(Raw::Sent));
+                }
+                Change::Edit(_) => {
+                    let batch: Vec<Edit> = run.iter().filter_map(as_edit).collect();
+                    let out = messages::edit_batch(&mut *tx, &batch, self.edit_window).await?;
+                    raw.extend(out.into_iter().map(Raw::Changed));
+                }
+                Change::Delete(_) => {
+                    let batch: Vec<Delete> = run.iter().filter_map(as_delete).collect();
+                    let out = messages::delete_batch(&mut *tx, &batch).await?;
+                    raw.extend(out.into_iter().map(Raw::Changed));
+                }
+                Change::React(..) => {
+                    let batch: Vec<React> = run.iter().filter_map(as_react).collect();
+                    let out = reactions::react_batch(&mut *tx, &batch).await?;
+                    raw.extend(out.into_iter().map(Raw::Reacted));
                 }
             }
-            return vec![Err(refused_row(err))];
         }
-        tracing::debug!(error = %err, messages = messages.len(), "batch failed; storing its halves apart");
-        let (first, rest) = messages.split_at(messages.len() / 2);
-        let mut out = commit(db, metrics, first).await;
-        out.extend(commit(db, metrics, rest).await);
-        out
-    })
-}
-
-fn answer(outcome: BatchOutcome) -> AppResult<Stored> {
-    match outcome {
-        BatchOutcome::Stored(stored) => Ok(stored),
-        BatchOutcome::NoRoom => Err(room_gone()),
-        BatchOutcome::Refused => Err(AppError::Forbidden(
-            "You are not allowed to post in this room.".into(),
-        )),
+        let effects = effects(&mut tx, changes, raw).await?;
+        tx.commit().await?;
+        Ok(effects)
     }
 }
 
-/// Why Postgres refused one message on its own: text it cannot store (a data exception, class
+fn as_send(c: &Change) -> Option<NewMessage> {
+    match c {
+        Change::Send(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+fn as_edit(c: &Change) -> Option<Edit> {
+    match c {
+        Change::Edit(e) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+fn as_delete(c: &Change) -> Option<Delete> {
+    match c {
+        Change::Delete(d) => Some(d.clone()),
+        _ => None,
+    }
+}
+
+fn as_react(c: &Change) -> Option<React> {
+    match c {
+        Change::React(r, _) => Some(r.clone()),
+        _ => None,
+    }
+}
+
+/// Splits a batch into runs of one kind each, in order, that one statement can store: a run of
+/// edits, deletions or reactions never changes the same thing twice (a statement sees the
+/// table as it was before it, so the second change would not see the first).
+fn runs(changes: &[Change]) -> Vec<&[Change]> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key<'a> {
+        Message(Uuid),
+        Reaction(Uuid, Uuid, &'a str),
+    }
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut seen: HashSet<Key> = HashSet::new();
+    for (i, change) in changes.iter().enumerate() {
+        let key = match change {
+            Change::Send(_) => None,
+            Change::Edit(e) => Some(Key::Message(e.id)),
+            Change::Delete(d) => Some(Key::Message(d.id)),
+            Change::React(r, _) => Some(Key::Reaction(r.message_id, r.user_id, &r.emoji)),
+        };
+        let same_kind =
+            i > start && std::mem::discriminant(change) == std::mem::discriminant(&changes[start]);
+        let repeated = key.as_ref().is_some_and(|k| seen.contains(k));
+        if i > start && (!same_kind || repeated) {
+            runs.push(&changes[start..i]);
+            start = i;
+            seen.clear();
+        }
+        if let Some(key) = key {
+            seen.insert(key);
+        }
+    }
+    if start < changes.len() {
+        runs.push(&changes[start..]);
+    }
+    runs
+}
+
+/// Turns the statements' outcomes into answers and announcements, reading back (in one query,
+/// on the connection or transaction that stored them) every message an answer or an
+/// announcement shows whole: edited and reacted messages as their sender sees them, the first
+/// copies of repeated `client_id`s, and thread roots with their new summaries.
+async fn effects(
+    conn: &mut sqlx::PgConnection,
+    changes: &[Change],
+    raw: Vec<Raw>,
+) -> sqlx::Result<Vec<AppResult<Effect>>> {
+    let nobody = Uuid::nil();
+    let mut wanted: Vec<(Uuid, Uuid)> = Vec::new();
+    // The last new reply of each thread root in the batch: the root is announced once, after it.
+    let mut last_reply: HashMap<Uuid, usize> = HashMap::new();
+    for (i, (change, raw)) in changes.iter().zip(&raw).enumerate() {
+        match (change, raw) {
+            (Change::Send(m), Raw::Sent(BatchOutcome::Duplicate(id))) => {
+                wanted.push((*id, m.sender_id))
+            }
+            (Change::Send(m), Raw::Sent(BatchOutcome::New(_))) => {
+                if let Some(root) = m.thread_root_id {
+                    wanted.push((root, nobody));
+                    last_reply.insert(root, i);
+                }
+            }
+            (Change::Edit(e), Raw::Changed(ChangeOutcome::Changed { .. })) => {
+                wanted.push((e.id, e.editor_id))
+            }
+            (
+                Change::React(r, _),
+                Raw::Reacted(ReactOutcome::Changed { .. } | ReactOutcome::Unchanged),
+            ) => wanted.push((r.message_id, r.user_id)),
+            _ => {}
+        }
+    }
+    let read: HashMap<(Uuid, Uuid), Message> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        wanted.sort();
+        wanted.dedup();
+        messages::read_many(&mut *conn, &wanted)
+            .await?
+            .into_iter()
+            .map(|(viewer, m)| ((m.id, viewer), m))
+            .collect()
+    };
+    let read = |id: Uuid, viewer: Uuid| -> AppResult<Message> {
+        read.get(&(id, viewer))
+            .cloned()
+            .ok_or_else(|| AppError::NotFound("no such message".into()))
+    };
+    let mut out = Vec::with_capacity(changes.len());
+    for (i, (change, raw)) in changes.iter().zip(raw).enumerate() {
+        let effect = match (change, raw) {
+            (Change::Send(m), Raw::Sent(outcome)) => match outcome {
+                BatchOutcome::New(message) => {
+                    let broadcast = message.clone().broadcast();
+                    let mut announce = vec![Announcement::Message {
+                        message: broadcast.clone(),
+                        also_to: Vec::new(),
+                    }];
+                    if !message.mentions.is_empty() {
+                        announce.push(Announcement::Mentioned {
+                            users: message.mentions.iter().map(|u| u.id).collect(),
+                            message: broadcast,
+                        });
+                    }
+                    if let Some(root) = m.thread_root_id {
+                        if last_reply.get(&root) == Some(&i) {
+                            if let Ok(root) = read(root, nobody) {
+                                announce.push(Announcement::Updated(root.broadcast()));
+                            }
+                        }
+                    }
+                    Ok(Effect {
+                        applied: Applied::Sent(Stored::New(*message)),
+                        announce,
+                    })
+                }
+                BatchOutcome::Duplicate(id) => read(id, m.sender_id).map(|first| Effect {
+                    applied: Applied::Sent(Stored::Duplicate(first)),
+                    announce: Vec::new(),
+                }),
+                BatchOutcome::NoRoom => Err(room_gone()),
+                BatchOutcome::Refused => Err(AppError::Forbidden(
+                    "You are not allowed to post in this room.".into(),
+                )),
+            },
+            (Change::Edit(e), Raw::Changed(outcome)) => match outcome {
+                ChangeOutcome::Changed {
+                    newly_mentioned, ..
+                } => read(e.id, e.editor_id).map(|message| {
+                    let broadcast = message.clone().broadcast();
+                    let mut announce = vec![Announcement::Updated(broadcast.clone())];
+                    if !newly_mentioned.is_empty() {
+                        announce.push(Announcement::Mentioned {
+                            users: newly_mentioned,
+                            message: broadcast,
+                        });
+                    }
+                    Effect {
+                        applied: Applied::Changed(message),
+                        announce,
+                    }
+                }),
+                other => Err(refused_change(other)),
+            },
+            (Change::Delete(d), Raw::Changed(outcome)) => match outcome {
+                ChangeOutcome::Changed { rev, seq, .. } => Ok(Effect {
+                    applied: Applied::Deleted,
+                    announce: vec![Announcement::Deleted { id: d.id, seq, rev }],
+                }),
+                ChangeOutcome::Unchanged => Ok(Effect {
+                    applied: Applied::Deleted,
+                    announce: Vec::new(),
+                }),
+                other => Err(refused_change(other)),
+            },
+            (Change::React(r, user), Raw::Reacted(outcome)) => match outcome {
+                ReactOutcome::Changed { rev, seq, count } => {
+                    read(r.message_id, r.user_id).map(|message| Effect {
+                        applied: Applied::Changed(message),
+                        announce: vec![Announcement::Reaction {
+                            message_id: r.message_id,
+                            seq,
+                            rev,
+                            emoji: r.emoji.clone(),
+                            user: user.clone(),
+                            on: r.on,
+                            count,
+                        }],
+                    })
+                }
+                ReactOutcome::Unchanged => read(r.message_id, r.user_id).map(|message| Effect {
+                    applied: Applied::Changed(message),
+                    announce: Vec::new(),
+                }),
+                ReactOutcome::Missing => Err(no_message()),
+                ReactOutcome::Forbidden => Err(AppError::forbidden()),
+                ReactOutcome::Deleted => {
+                    Err(AppError::invalid_field("id", "the message is deleted"))
+                }
+            },
+            _ => Err(AppError::Internal(anyhow::anyhow!(
+                "a change and its outcome do not match"
+            ))),
+        };
+        out.push(effect);
+    }
+    Ok(out)
+}
+
+/// Why an edit or a deletion was refused at commit.
+fn refused_change(outcome: ChangeOutcome) -> AppError {
+    match outcome {
+        ChangeOutcome::Forbidden => AppError::forbidden(),
+        ChangeOutcome::Deleted => AppError::invalid_field("id", "the message is deleted"),
+        ChangeOutcome::TooLate => AppError::Forbidden("the edit window has passed".into()),
+        ChangeOutcome::Missing | ChangeOutcome::Unchanged | ChangeOutcome::Changed { .. } => {
+            no_message()
+        }
+    }
+}
+
+fn no_message() -> AppError {
+    AppError::NotFound("no such message".into())
+}
+
+/// Why Postgres refused one change on its own: text it cannot store (a data exception, class
 /// 22) is the client's fault; anything else is a bug.
 fn refused_row(err: sqlx::Error) -> AppError {
     let data_exception = err

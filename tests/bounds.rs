@@ -64,7 +64,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_costs_bounded_memory() 
             room_id,
             sender_id: alice.id,
             body: body.clone(),
-            client_id: None,
+            ..Default::default()
         })
         .collect();
     huddle::store::messages::insert_batch(&cluster.db, &batch)
@@ -229,7 +229,7 @@ async fn a_history_page_is_bounded_in_bytes() {
             room_id,
             sender_id: alice.id,
             body: body.clone(),
-            client_id: None,
+            ..Default::default()
         })
         .collect();
     huddle::store::messages::insert_batch(&app.db, &batch)

@@ -37,7 +37,7 @@ async fn seqs_run_1_2_3_per_room_without_gaps() {
 /// and every message keeps the id it was given.
 #[tokio::test]
 async fn concurrent_senders_get_distinct_gap_free_seqs() {
-    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let room = app.create_room(&ann, "busy", "public").await;
@@ -50,13 +50,13 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
             room_id,
             sender_id: ann.id,
             body: format!("m{i}"),
-            client_id: None,
+            ..NewMessage::default()
         };
         tasks.push(tokio::spawn(async move {
             let outcome = insert_batch(&db, std::slice::from_ref(&message))
                 .await
                 .unwrap();
-            let [BatchOutcome::Stored(Stored::New(stored))] = &outcome[..] else {
+            let [BatchOutcome::New(stored)] = &outcome[..] else {
                 panic!("not new: {outcome:?}")
             };
             assert_eq!(stored.id, message.id);
@@ -74,7 +74,7 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
 /// room's messages refused while the rest of the batch is stored.
 #[tokio::test]
 async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
-    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let id = |room: &Value| -> uuid::Uuid { room["id"].as_str().unwrap().parse().unwrap() };
@@ -89,11 +89,12 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         sender_id: ann.id,
         body: body.into(),
         client_id: client_id.map(Into::into),
+        ..NewMessage::default()
     };
     let earlier = insert_batch(&app.db, &[msg(&a, "first", Some("k1"))])
         .await
         .unwrap();
-    let [BatchOutcome::Stored(Stored::New(earlier))] = &earlier[..] else {
+    let [BatchOutcome::New(earlier)] = &earlier[..] else {
         panic!("not new: {earlier:?}")
     };
     let delete = format!("/api/rooms/{}", id(&gone));
@@ -109,11 +110,19 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         msg(&b, "b2", None),
     ];
     let outcomes = insert_batch(&app.db, &batch).await.unwrap();
+    // A repeat is answered with its first copy's id: name it by that copy's body and seq.
+    let mut first_copies = std::collections::HashMap::new();
+    first_copies.insert(earlier.id, format!("{} {}", earlier.body, earlier.seq));
+    for outcome in &outcomes {
+        if let BatchOutcome::New(m) = outcome {
+            first_copies.insert(m.id, format!("{} {}", m.body, m.seq));
+        }
+    }
     let summary: Vec<String> = outcomes
         .iter()
         .map(|o| match o {
-            BatchOutcome::Stored(Stored::New(m)) => format!("new {} {}", m.body, m.seq),
-            BatchOutcome::Stored(Stored::Duplicate(m)) => format!("dup {} {}", m.body, m.seq),
+            BatchOutcome::New(m) => format!("new {} {}", m.body, m.seq),
+            BatchOutcome::Duplicate(id) => format!("dup {}", first_copies[id]),
             BatchOutcome::NoRoom => "no room".into(),
             BatchOutcome::Refused => "refused".into(),
         })
@@ -130,10 +139,10 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
             "new b2 2"
         ]
     );
-    let BatchOutcome::Stored(Stored::Duplicate(dup)) = &outcomes[2] else {
+    let BatchOutcome::Duplicate(dup) = &outcomes[2] else {
         unreachable!()
     };
-    assert_eq!(dup.id, earlier.id);
+    assert_eq!(*dup, earlier.id);
     assert_eq!(seqs(&page(&app, &ann, &a, "").await), [1, 2, 3]);
     assert_eq!(seqs(&page(&app, &ann, &b, "").await), [1, 2]);
     let stored: i64 = sqlx::query_scalar("select count(*) from messages")
@@ -158,14 +167,35 @@ async fn a_message_has_exactly_the_contracts_fields() {
             "body",
             "client_id",
             "created_at",
+            "deleted_at",
             "edited_at",
             "id",
+            "mentions",
+            "metadata",
+            "my_reactions",
+            "reactions",
+            "reply_to",
             "rev",
             "room_id",
             "sender",
-            "seq"
+            "seq",
+            "thread",
+            "thread_root_id"
         ]
     );
+    // v2's fields, as a message that nothing has happened to has them.
+    for (field, empty) in [
+        ("deleted_at", Value::Null),
+        ("reply_to", Value::Null),
+        ("thread_root_id", Value::Null),
+        ("thread", Value::Null),
+        ("reactions", json!([])),
+        ("mentions", json!([])),
+        ("metadata", json!({})),
+        ("my_reactions", json!([])),
+    ] {
+        assert_eq!(m[field], empty, "{field}");
+    }
     assert_eq!(m["room_id"], room["id"]);
     assert_eq!(
         m["sender"],

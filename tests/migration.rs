@@ -23,12 +23,16 @@ const TABLES: [&str; 7] = [
 
 /// Every row of every v1 table as JSON, without the columns later migrations add
 /// (`workspace_id`; `rev` and `last_rev`), in a fixed order.
+/// Columns that later migrations add (their values are checked apart, after the migration).
+const ADDED: &str = "'{workspace_id,rev,last_rev,metadata,deleted_at,reply_to,thread_root_id,\
+                     thread_reply_count,thread_last_reply_at,thread_last_reply_seq}'::text[]";
+
 async fn rows(db: &PgPool) -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     for table in TABLES {
         let rows: Vec<Value> = sqlx::query_scalar(&format!(
-            "select to_jsonb(t) - '{{workspace_id,rev,last_rev}}'::text[] from {table} t
-             order by (to_jsonb(t) - '{{workspace_id,rev,last_rev}}'::text[])::text"
+            "select to_jsonb(t) - {ADDED} from {table} t
+             order by (to_jsonb(t) - {ADDED})::text"
         ))
         .fetch_all(db)
         .await
@@ -173,6 +177,20 @@ async fn a_v1_database_moves_into_default_and_its_users_still_log_in() {
         rows(&app.db).await,
         "every v1 row is kept as it was"
     );
+    // 0007's columns: every v1 message stands, replies to nothing, is in no thread, has no
+    // thread, and rooms and messages have empty metadata.
+    let changed: i64 = sqlx::query_scalar(
+        "select (select count(*) from messages
+                 where deleted_at is not null or reply_to is not null
+                    or thread_root_id is not null or thread_reply_count <> 0
+                    or thread_last_reply_at is not null or thread_last_reply_seq is not null
+                    or metadata <> '{}')
+              + (select count(*) from rooms where metadata <> '{}')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(changed, 0, "added columns hold their defaults");
     for table in TABLES.iter().filter(|t| **t != "rotated_refresh_tokens") {
         let elsewhere: i64 = sqlx::query_scalar(&format!(
             "select count(*) from {table}

@@ -394,6 +394,8 @@ async fn send_message_persists_then_broadcasts_to_everyone_in_the_room(t: Transp
             json!({"id": message["room_id"], "name": "general"})
         );
         let mut expected = message.as_object().unwrap().clone();
+        // The ack is the sender's reading (with their own reactions); a broadcast is no one's.
+        assert_eq!(expected.remove("my_reactions"), Some(json!([])));
         expected.insert("kind".into(), json!("user"));
         expected.insert("room".into(), live["room"].clone());
         assert_eq!(live, Value::Object(expected));

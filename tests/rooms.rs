@@ -20,10 +20,11 @@ async fn a_fresh_install_has_the_default_public_rooms() {
     assert_eq!(general["topic"], Value::Null);
     assert_eq!(general["last_seq"], 0);
     assert_eq!(general["last_rev"], 0);
+    assert_eq!(general["metadata"], json!({}));
     let keys: Vec<&String> = general.as_object().unwrap().keys().collect();
     assert_eq!(
         keys.len(),
-        8,
+        9,
         "exactly the contract's room fields: {general}"
     );
 

@@ -455,7 +455,7 @@ async fn an_admin_acts_inside_its_own_workspace_only() {
 /// whatever the socket layer let through.
 #[tokio::test]
 async fn the_writer_refuses_a_sender_of_another_workspace() {
-    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
 
     let app = spawn_app().await;
     workspaces::create(&app.state, "acme", "Acme")
@@ -470,13 +470,13 @@ async fn the_writer_refuses_a_sender_of_another_workspace() {
         room_id,
         sender_id: sender,
         body: "hello".into(),
-        client_id: None,
+        ..NewMessage::default()
     };
     let outcomes = insert_batch(&app.db, &[message(there.id), message(here.id)])
         .await
         .unwrap();
     assert!(matches!(outcomes[0], BatchOutcome::Refused), "{outcomes:?}");
-    let BatchOutcome::Stored(Stored::New(stored)) = &outcomes[1] else {
+    let BatchOutcome::New(stored) = &outcomes[1] else {
         panic!("{outcomes:?}");
     };
     assert_eq!(stored.seq, 1, "the refused message used up no seq");

@@ -13,7 +13,7 @@ use huddle::{
         messages::{insert_batch, BatchOutcome, NewMessage, Stored},
         rooms::RoomRef,
     },
-    writer::Writer,
+    writer::{Applied, Change, Writer},
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -31,7 +31,7 @@ fn message(room: &RoomRef, sender: &Session, body: &str) -> NewMessage {
         room_id: room.id,
         sender_id: sender.id,
         body: body.to_owned(),
-        client_id: None,
+        ..NewMessage::default()
     }
 }
 
@@ -80,8 +80,8 @@ async fn a_removed_member_or_a_disabled_user_cannot_post_whatever_their_socket_b
     let summary: Vec<String> = outcomes
         .iter()
         .map(|o| match o {
-            BatchOutcome::Stored(Stored::New(m)) => format!("{} {}", m.body, m.seq),
-            BatchOutcome::Stored(Stored::Duplicate(m)) => format!("dup {}", m.body),
+            BatchOutcome::New(m) => format!("{} {}", m.body, m.seq),
+            BatchOutcome::Duplicate(id) => format!("dup {id}"),
             BatchOutcome::NoRoom => "no room".into(),
             BatchOutcome::Refused => "refused".into(),
         })
@@ -115,6 +115,7 @@ async fn a_row_postgres_refuses_fails_only_itself_in_a_few_statements() {
         app.db.clone(),
         metrics.clone(),
         Arc::new(|_committed| Box::pin(async {})),
+        0,
     );
     let mut receipts = Vec::new();
     for i in 0..301 {
@@ -124,7 +125,11 @@ async fn a_row_postgres_refuses_fails_only_itself_in_a_few_statements() {
             format!("m{i}")
         };
         let receipt = writer
-            .submit(message(&room, &ann, &body), room.clone(), Vec::new())
+            .submit(
+                Change::Send(message(&room, &ann, &body)),
+                room.clone(),
+                Vec::new(),
+            )
             .await
             .unwrap();
         receipts.push(receipt);
@@ -132,7 +137,7 @@ async fn a_row_postgres_refuses_fails_only_itself_in_a_few_statements() {
     let mut seqs = Vec::new();
     for (i, receipt) in receipts.into_iter().enumerate() {
         match receipt.outcome().await {
-            Ok(Stored::New(m)) => {
+            Ok(Applied::Sent(Stored::New(m))) => {
                 assert_eq!(m.body, format!("m{i}"));
                 seqs.push(m.seq);
             }
@@ -239,13 +244,23 @@ async fn the_writer_outlives_a_panic_in_a_batch() {
                 assert!(!first, "a bug in the first delivery");
             })
         }),
+        0,
     );
-    let submit = |body: &str| writer.submit(message(&room, &ann, body), room.clone(), Vec::new());
+    let submit = |body: &str| {
+        writer.submit(
+            Change::Send(message(&room, &ann, body)),
+            room.clone(),
+            Vec::new(),
+        )
+    };
     // The first message is committed and answered before its delivery panics.
     let first = submit("first").await.unwrap().outcome().await;
-    assert!(matches!(first, Ok(Stored::New(_))), "{first:?}");
+    assert!(
+        matches!(first, Ok(Applied::Sent(Stored::New(_)))),
+        "{first:?}"
+    );
     let second = submit("second").await.unwrap().outcome().await;
-    let Ok(Stored::New(second)) = second else {
+    let Ok(Applied::Sent(Stored::New(second))) = second else {
         panic!("the writer stopped after the panic: {second:?}")
     };
     assert_eq!(second.seq, 2);

@@ -45,6 +45,8 @@ struct CreateRoom {
     name: String,
     visibility: Visibility,
     topic: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
 }
 
 /// `POST /api/rooms` -> 201 room; the caller becomes its owner.
@@ -59,6 +61,7 @@ async fn create(
         &body.name,
         body.visibility,
         body.topic.as_deref(),
+        body.metadata,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(room)))
@@ -116,16 +119,20 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 struct UpdateRoom {
     #[serde(default, deserialize_with = "present")]
     topic: Option<Option<String>>,
+    #[serde(default)]
+    metadata: Option<Value>,
 }
 
-/// `PATCH /api/rooms/{id}` `{topic?}` -> room (owner or moderator).
+/// `PATCH /api/rooms/{id}` `{topic?, metadata?}` -> room (owner or moderator).
 async fn update(
     State(state): State<AppState>,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     Json(body): Json<UpdateRoom>,
 ) -> AppResult<Json<Room>> {
-    Ok(Json(rooms::update(&state, &caller, id, body.topic).await?))
+    Ok(Json(
+        rooms::update(&state, &caller, id, body.topic, body.metadata).await?,
+    ))
 }
 
 /// `DELETE /api/rooms/{id}` -> 204 (owner or admin).

@@ -10,9 +10,9 @@ use uuid::Uuid;
 use super::{
     inbound::Conn,
     payload::{
-        Ack, DirectMessage, Done, HistoryEvent, HistoryQuery, JoinPrivateRoom, JoinRefused,
-        JoinRoom, Joined, MarkRead, Online, Presence, PresenceStatus, RoomOnly, SendMessage, Sent,
-        SystemNotice, Typing, TypingEvent,
+        Ack, DeleteMessage, DirectMessage, Done, EditMessage, HistoryEvent, HistoryQuery,
+        JoinPrivateRoom, JoinRefused, JoinRoom, Joined, MarkRead, Online, Presence, PresenceStatus,
+        ReactTo, RoomOnly, SendMessage, Sent, SystemNotice, Typing, TypingEvent,
     },
     presence_channel, room_channel, sent_or_slow,
 };
@@ -93,6 +93,9 @@ pub(crate) async fn handle(ctx: &Ctx, event: &str, data: Value, ack: AckSender) 
         "leaveRoom" => answer(s, ack, leave(ctx, data).await),
         "sendMessage" => send_message(ctx, data, ack).await,
         "directMessage" => direct_message(ctx, data, ack).await,
+        "editMessage" => edit_message(ctx, data, ack).await,
+        "deleteMessage" => delete_message(ctx, data, ack).await,
+        "react" => react(ctx, data, ack).await,
         "history" => answer(s, ack, history(ctx, data).await),
         "markRead" => answer(s, ack, mark_read(ctx, data).await),
         "typing" => answer(s, ack, typing(ctx, data).await),
@@ -137,19 +140,31 @@ async fn room_event(ctx: &Ctx) -> AppResult<()> {
 
 async fn join_room(ctx: &Ctx, data: Value) -> AppResult<Joined> {
     let p: JoinRoom = decode::string_or_object(data, "room")?;
-    join(ctx, &p.room, p.since, JoinKind::Room).await
+    join(ctx, &p.room, p.since, p.since_rev, JoinKind::Room).await
 }
 
 async fn join_private_room(ctx: &Ctx, data: Value) -> AppResult<Joined> {
     let p: JoinPrivateRoom = decode::string_or_object(data, "roomId")?;
-    join(ctx, &p.room_id, p.since, JoinKind::Private).await
+    join(ctx, &p.room_id, p.since, p.since_rev, JoinKind::Private).await
 }
 
 /// The join, in the contract's order: check (public, or an ACL row) -> join the Socket.IO room
 /// -> `history` to the joiner -> the system `message` and `presence` to the room. Joining the
 /// room before reading history means a message committed meanwhile is either in the history or
 /// delivered live (or both): never neither.
-async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> AppResult<Joined> {
+async fn join(
+    ctx: &Ctx,
+    asked: &str,
+    since: Option<Seq>,
+    since_rev: Option<Seq>,
+    kind: JoinKind,
+) -> AppResult<Joined> {
+    if since_rev.is_some() && since.is_none() {
+        return Err(AppError::invalid_field(
+            "since_rev",
+            "needs since: the changes are those of the messages up to since",
+        ));
+    }
     room_event(ctx).await?;
     let access = match ctx.enterable(asked, kind.event()).await {
         Ok(access) => access,
@@ -180,8 +195,8 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
         ctx.socket.join(channels.clone());
         ctx.conn.remember(room.clone());
     }
-    let history = match rooms::replay(&ctx.state, ctx.caller(), room.id, since).await {
-        Ok(history) => history,
+    let replay = match rooms::replay(&ctx.state, ctx.caller(), room.id, since, since_rev).await {
+        Ok(replay) => replay,
         Err(err) => {
             // A failed join changes nothing: the socket does not stay in the room.
             if !already {
@@ -193,7 +208,9 @@ async fn join(ctx: &Ctx, asked: &str, since: Option<Seq>, kind: JoinKind) -> App
     };
     let replayed = HistoryEvent {
         room: &room,
-        page: &history,
+        page: &replay.history,
+        updates: replay.updates.as_ref().map(|(u, _)| u.as_slice()),
+        updates_has_more: replay.updates.as_ref().map(|(_, more)| *more),
     };
     emit(&ctx.socket, "history", &replayed);
 
@@ -268,14 +285,12 @@ fn is_in(socket: &SocketRef, room: Uuid) -> bool {
 async fn send_message(ctx: &Ctx, data: Value, ack: AckSender) {
     let queued = async {
         let p: SendMessage = decode::from_value(data)?;
-        let room = ctx.joined(&p.room, "sendMessage").await?;
-        messages::send(&ctx.state, ctx.caller(), room, &p.body, p.client_id).await
+        let (room, outgoing) = p.outgoing();
+        let room = ctx.joined(&room, "sendMessage").await?;
+        messages::send(&ctx.state, ctx.caller(), room, outgoing).await
     }
     .await;
-    match queued {
-        Err(err) => answer::<Sent>(&ctx.socket, ack, Err(err)),
-        Ok(receipt) => ack_when_committed(&ctx.socket, receipt, ack, None),
-    }
+    ack_when_committed(&ctx.socket, queued.map(|r| (r, None)), ack);
 }
 
 /// `directMessage`: to a user by id or username, in the direct room of the two (created on first
@@ -283,26 +298,67 @@ async fn send_message(ctx: &Ctx, data: Value, ack: AckSender) {
 async fn direct_message(ctx: &Ctx, data: Value, ack: AckSender) {
     let queued = async {
         let p: DirectMessage = decode::from_value(data)?;
-        messages::send_direct(&ctx.state, ctx.caller(), &p.to, &p.body, p.client_id).await
+        let (to, outgoing) = p.outgoing();
+        let (receipt, room) =
+            messages::send_direct(&ctx.state, ctx.caller(), &to, outgoing).await?;
+        Ok((receipt, Some(room)))
     }
     .await;
-    match queued {
-        Err(err) => answer::<Sent>(&ctx.socket, ack, Err(err)),
-        Ok((receipt, room)) => ack_when_committed(&ctx.socket, receipt, ack, Some(room)),
-    }
+    ack_when_committed(&ctx.socket, queued, ack);
 }
 
-/// Acknowledges a queued message once the writer has committed it (or refused it), off the
-/// socket's queue so that the socket's next events need not wait: `{ok, message, room?}`. A
-/// repeated `client_id` is acknowledged with the first message.
-fn ack_when_committed(socket: &SocketRef, receipt: Receipt, ack: AckSender, room: Option<Room>) {
+/// `editMessage`: the sender's new body (and metadata); `{ok, message}` once committed.
+async fn edit_message(ctx: &Ctx, data: Value, ack: AckSender) {
+    let queued = async {
+        let p: EditMessage = decode::from_value(data)?;
+        let room = ctx.joined(&p.room, "editMessage").await?;
+        messages::edit(&ctx.state, ctx.caller(), room, p.id, &p.body, p.metadata).await
+    }
+    .await;
+    ack_when_committed(&ctx.socket, queued.map(|r| (r, None)), ack);
+}
+
+/// `deleteMessage`: `{ok}` once the tombstone is committed (or was already there).
+async fn delete_message(ctx: &Ctx, data: Value, ack: AckSender) {
+    let queued = async {
+        let p: DeleteMessage = decode::from_value(data)?;
+        let room = ctx.joined(&p.room, "deleteMessage").await?;
+        messages::delete(&ctx.state, ctx.caller(), room, p.id).await
+    }
+    .await;
+    ack_when_committed(&ctx.socket, queued.map(|r| (r, None)), ack);
+}
+
+/// `react`: adds or takes back a reaction; `{ok, message}` once committed.
+async fn react(ctx: &Ctx, data: Value, ack: AckSender) {
+    let queued = async {
+        let p: ReactTo = decode::from_value(data)?;
+        let room = ctx.joined(&p.room, "react").await?;
+        messages::react(&ctx.state, ctx.caller(), room, p.id, &p.emoji, p.on).await
+    }
+    .await;
+    ack_when_committed(&ctx.socket, queued.map(|r| (r, None)), ack);
+}
+
+/// Acknowledges a queued change once the writer has committed it (or refused it), off the
+/// socket's queue so that the socket's next events need not wait: `{ok, message, room?}`, or
+/// `{ok}` for a deletion. A repeated `client_id` is acknowledged with the first message.
+fn ack_when_committed(
+    socket: &SocketRef,
+    queued: AppResult<(Receipt, Option<Room>)>,
+    ack: AckSender,
+) {
+    let (receipt, room) = match queued {
+        Ok(queued) => queued,
+        Err(err) => return answer::<Sent>(socket, ack, Err(err)),
+    };
     let socket = socket.clone();
     tokio::spawn(async move {
-        let outcome = receipt.outcome().await.map(|stored| Sent {
-            message: stored.into_message(),
-            room,
-        });
-        answer(&socket, ack, outcome);
+        match messages::committed(receipt).await {
+            Ok(Some(message)) => answer(&socket, ack, Ok(Sent { message, room })),
+            Ok(None) => answer(&socket, ack, Ok(Done {})),
+            Err(err) => answer::<Done>(&socket, ack, Err(err)),
+        }
     });
 }
 

@@ -3,10 +3,13 @@
 //! emits, and the one acknowledgement shape.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::{
     error::{AppResult, ErrorBody},
+    messages::Outgoing,
     rooms::Removal,
     store::{
         messages::{History, Message},
@@ -18,27 +21,35 @@ use crate::{
 
 // ------------------------------------------------------------------ client to server
 
-/// `joinRoom`: a room name, or `{room, since?}` (name or id).
+/// `joinRoom`: a room name, or `{room, since?, since_rev?}` (name or id).
 #[derive(Debug, Deserialize)]
 pub struct JoinRoom {
     pub room: String,
     #[serde(default)]
     pub since: Option<Seq>,
+    #[serde(default)]
+    pub since_rev: Option<Seq>,
 }
 
 impl From<String> for JoinRoom {
     fn from(room: String) -> Self {
-        JoinRoom { room, since: None }
+        JoinRoom {
+            room,
+            since: None,
+            since_rev: None,
+        }
     }
 }
 
-/// `joinPrivateRoom`: `{roomId, since?}` (a bare id is taken too).
+/// `joinPrivateRoom`: `{roomId, since?, since_rev?}` (a bare id is taken too).
 #[derive(Debug, Deserialize)]
 pub struct JoinPrivateRoom {
     #[serde(rename = "roomId")]
     pub room_id: String,
     #[serde(default)]
     pub since: Option<Seq>,
+    #[serde(default)]
+    pub since_rev: Option<Seq>,
 }
 
 impl From<String> for JoinPrivateRoom {
@@ -46,6 +57,7 @@ impl From<String> for JoinPrivateRoom {
         JoinPrivateRoom {
             room_id,
             since: None,
+            since_rev: None,
         }
     }
 }
@@ -62,22 +74,88 @@ impl From<String> for RoomOnly {
     }
 }
 
-/// `sendMessage`: `{room, body, client_id?}`.
+/// `sendMessage`: `{room, body, client_id?, reply_to?, thread_root_id?, metadata?}`.
+/// (Fields are spelled out rather than flattened, so that a bad one is named in the error.)
 #[derive(Debug, Deserialize)]
 pub struct SendMessage {
     pub room: String,
     pub body: String,
     #[serde(default)]
     pub client_id: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<Uuid>,
+    #[serde(default)]
+    pub thread_root_id: Option<Uuid>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
 }
 
-/// `directMessage`: `{to, body, client_id?}` (`to`: a user id or username).
+impl SendMessage {
+    pub fn outgoing(self) -> (String, Outgoing) {
+        let outgoing = Outgoing {
+            body: self.body,
+            client_id: self.client_id,
+            reply_to: self.reply_to,
+            thread_root_id: self.thread_root_id,
+            metadata: self.metadata,
+        };
+        (self.room, outgoing)
+    }
+}
+
+/// `directMessage`: `{to, body, client_id?, reply_to?, thread_root_id?, metadata?}` (`to`: a
+/// user id or username).
 #[derive(Debug, Deserialize)]
 pub struct DirectMessage {
     pub to: String,
     pub body: String,
     #[serde(default)]
     pub client_id: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<Uuid>,
+    #[serde(default)]
+    pub thread_root_id: Option<Uuid>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+impl DirectMessage {
+    pub fn outgoing(self) -> (String, Outgoing) {
+        let outgoing = Outgoing {
+            body: self.body,
+            client_id: self.client_id,
+            reply_to: self.reply_to,
+            thread_root_id: self.thread_root_id,
+            metadata: self.metadata,
+        };
+        (self.to, outgoing)
+    }
+}
+
+/// `editMessage`: `{room, id, body, metadata?}`.
+#[derive(Debug, Deserialize)]
+pub struct EditMessage {
+    pub room: String,
+    pub id: Uuid,
+    pub body: String,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+/// `deleteMessage`: `{room, id}`.
+#[derive(Debug, Deserialize)]
+pub struct DeleteMessage {
+    pub room: String,
+    pub id: Uuid,
+}
+
+/// `react`: `{room, id, emoji, on}`.
+#[derive(Debug, Deserialize)]
+pub struct ReactTo {
+    pub room: String,
+    pub id: Uuid,
+    pub emoji: String,
+    pub on: bool,
 }
 
 /// `history`: `{room, before?, after?, limit?}`.
@@ -150,12 +228,47 @@ impl<'a> SystemNotice<'a> {
     }
 }
 
-/// `history` `{room, messages, has_more}`, to a joining socket.
+/// `history` `{room, messages, has_more}`, to a joining socket; with `since_rev`, also
+/// `updates` and `updates_has_more`.
 #[derive(Serialize)]
 pub struct HistoryEvent<'a> {
     pub room: &'a RoomRef,
     #[serde(flatten)]
     pub page: &'a History,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Option<&'a [Message]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates_has_more: Option<bool>,
+}
+
+/// `messageUpdated` `{room, message}` and `mentioned` `{room, message}`.
+#[derive(Serialize)]
+pub struct MessageEvent<'a> {
+    pub room: &'a RoomRef,
+    pub message: &'a Message,
+}
+
+/// `messageDeleted` `{room, id, seq, rev}`.
+#[derive(Serialize)]
+pub struct MessageDeleted<'a> {
+    pub room: &'a RoomRef,
+    pub id: Uuid,
+    pub seq: i64,
+    pub rev: i64,
+}
+
+/// `reaction` `{room, message_id, seq, rev, emoji, user, on, count}`; `count` is the emoji's
+/// count after the change (clients set it, never add to it).
+#[derive(Serialize)]
+pub struct ReactionEvent<'a> {
+    pub room: &'a RoomRef,
+    pub message_id: Uuid,
+    pub seq: i64,
+    pub rev: i64,
+    pub emoji: &'a str,
+    pub user: &'a UserRef,
+    pub on: bool,
+    pub count: i64,
 }
 
 /// `presence` `{room, user, status}`.
@@ -295,7 +408,10 @@ mod tests {
     fn a_room_is_a_bare_string_or_an_object() {
         use crate::decode::string_or_object;
         let bare: JoinRoom = string_or_object(json!("general"), "room").unwrap();
-        assert_eq!((bare.room.as_str(), bare.since), ("general", None));
+        assert_eq!(
+            (bare.room.as_str(), bare.since, bare.since_rev),
+            ("general", None, None)
+        );
         let full: JoinRoom =
             string_or_object(json!({"room": "general", "since": 4}), "room").unwrap();
         assert_eq!(full.since, Some(Seq(4)));

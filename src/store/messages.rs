@@ -1,12 +1,17 @@
-//! The `messages` table: storing messages with their per-room `seq`, and reading history pages.
+//! The `messages` table: storing messages with their per-room `seq` and `rev`, changing them
+//! (edits and tombstones), and reading them as the API shows them (history and thread pages,
+//! the change feed).
 
-use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use serde::{Deserialize, Serialize};
+use sqlx::{types::Json, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::users::UserRef;
 use crate::workspaces::WorkspaceId;
+
+/// The app's own JSON object (`metadata` of messages and rooms).
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// A stored message as the API shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -23,10 +28,56 @@ pub struct Message {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub edited_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deleted_at: Option<OffsetDateTime>,
+    pub reply_to: Option<MessageRef>,
+    pub thread_root_id: Option<Uuid>,
+    pub thread: Option<ThreadSummary>,
+    pub reactions: Vec<ReactionCount>,
+    pub mentions: Vec<UserRef>,
+    pub metadata: JsonObject,
+    /// The emoji the reading user reacted with: present where a message is read by someone
+    /// (history, the change feed, acks), absent where it is broadcast to many.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub my_reactions: Option<Vec<String>>,
 }
 
-/// A message row joined with its sender, as the queries below return it.
-struct Row {
+impl Message {
+    /// The message as it is broadcast: without anyone's own reactions.
+    pub fn broadcast(mut self) -> Self {
+        self.my_reactions = None;
+        self
+    }
+}
+
+/// A quoted message (`reply_to`): its body cut to 200 characters, `""` once deleted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageRef {
+    pub id: Uuid,
+    pub seq: i64,
+    pub sender: UserRef,
+    pub body: String,
+}
+
+/// A thread root's summary of its replies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThreadSummary {
+    pub reply_count: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_reply_at: Option<OffsetDateTime>,
+    pub last_reply_seq: Option<i64>,
+}
+
+/// One emoji's count on a message.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+}
+
+/// A row of `message_view` (see migration 0007) with the reader's own reactions.
+#[derive(sqlx::FromRow)]
+struct ViewRow {
     id: Uuid,
     room_id: Uuid,
     seq: i64,
@@ -35,13 +86,21 @@ struct Row {
     client_id: Option<String>,
     created_at: OffsetDateTime,
     edited_at: Option<OffsetDateTime>,
+    deleted_at: Option<OffsetDateTime>,
+    thread_root_id: Option<Uuid>,
+    metadata: Json<JsonObject>,
     sender_id: Uuid,
-    username: String,
-    display_name: String,
+    sender_username: String,
+    sender_display_name: String,
+    reply_to: Option<Json<MessageRef>>,
+    thread: Option<Json<ThreadSummary>>,
+    reactions: Json<Vec<ReactionCount>>,
+    mentions: Json<Vec<UserRef>>,
+    my_reactions: Vec<String>,
 }
 
-impl From<Row> for Message {
-    fn from(r: Row) -> Self {
+impl From<ViewRow> for Message {
+    fn from(r: ViewRow) -> Self {
         Message {
             id: r.id,
             room_id: r.room_id,
@@ -49,15 +108,41 @@ impl From<Row> for Message {
             rev: r.rev,
             sender: UserRef {
                 id: r.sender_id,
-                username: r.username,
-                display_name: r.display_name,
+                username: r.sender_username,
+                display_name: r.sender_display_name,
             },
             body: r.body,
             client_id: r.client_id,
             created_at: r.created_at,
             edited_at: r.edited_at,
+            deleted_at: r.deleted_at,
+            reply_to: r.reply_to.map(|j| j.0),
+            thread_root_id: r.thread_root_id,
+            thread: r.thread.map(|j| j.0),
+            reactions: r.reactions.0,
+            mentions: r.mentions.0,
+            metadata: r.metadata.0,
+            my_reactions: Some(r.my_reactions),
         }
     }
+}
+
+/// The select list of every read of messages: `message_view`'s columns and the reactions of the
+/// reader named by `$viewer` (an SQL expression). Reads are checked at run time (by the tests)
+/// rather than at compile time: the view's columns all look nullable to sqlx's macros.
+macro_rules! select_messages {
+    ($viewer:literal) => {
+        concat!(
+            "select v.id, v.room_id, v.seq, v.rev, v.body, v.client_id, v.created_at, \
+                    v.edited_at, v.deleted_at, v.thread_root_id, v.metadata, v.sender_id, \
+                    v.sender_username, v.sender_display_name, v.reply_to, v.thread, \
+                    v.reactions, v.mentions, \
+                    array(select r.emoji from reactions r \
+                          where r.message_id = v.id and r.user_id = ",
+            $viewer,
+            " order by r.created_at, r.emoji) as my_reactions "
+        )
+    };
 }
 
 /// Which page of a room's history.
@@ -76,48 +161,80 @@ pub struct History {
     pub has_more: bool,
 }
 
-/// Reads a page of a room of `ws` by walking the `(room_id, seq)` unique index (forwards for
-/// `After`, backwards otherwise), fetching one row more than asked to learn `has_more` exactly.
+/// Whose page: the room's timeline (every message, thread replies included) or one thread's
+/// replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeline {
+    Room,
+    Thread(Uuid),
+}
+
+/// Reads a page of a room of `ws` as `viewer` sees it (their own reactions), by walking the
+/// `(room_id, seq)` unique index (or, for a thread, `(thread_root_id, seq)`) forwards for
+/// `After`, backwards otherwise, fetching one row more than asked to learn `has_more` exactly.
 pub async fn page(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
+    viewer: Uuid,
     room_id: Uuid,
+    timeline: Timeline,
     page: Page,
     limit: i64,
 ) -> sqlx::Result<History> {
-    // Two statements so that each is a plain walk of the index in its own direction; the rows
-    // come in walking order.
-    let mut rows =
-        match page {
-            Page::After(after) => sqlx::query_as!(
-                Row,
-                r#"select m.id, m.room_id, m.seq, m.rev, m.body, m.client_id, m.created_at, m.edited_at,
-                          u.id as sender_id, u.username, u.display_name
-                   from messages m join users u on u.workspace_id = m.workspace_id and u.id = m.sender_id
-                   where m.room_id = $1 and m.workspace_id = $4 and m.seq > $2
-                   order by m.seq asc limit $3"#,
-                room_id,
-                after,
-                limit + 1,
-                ws.as_uuid(),
-            )
-            .fetch_all(db)
-            .await?,
-            Page::Before(before) => sqlx::query_as!(
-                Row,
-                r#"select m.id, m.room_id, m.seq, m.rev, m.body, m.client_id, m.created_at, m.edited_at,
-                          u.id as sender_id, u.username, u.display_name
-                   from messages m join users u on u.workspace_id = m.workspace_id and u.id = m.sender_id
-                   where m.room_id = $1 and m.workspace_id = $4 and m.seq < $2
-                   order by m.seq desc limit $3"#,
-                room_id,
-                before.unwrap_or(i64::MAX),
-                limit + 1,
-                ws.as_uuid(),
-            )
-            .fetch_all(db)
-            .await?,
-        };
+    // One statement per direction and timeline, so that each is a plain walk of its index in
+    // its own direction; the rows come in walking order.
+    let (sql, bound) = match (timeline, page) {
+        (Timeline::Room, Page::After(after)) => (
+            concat!(
+                select_messages!("$1"),
+                "from message_view v ",
+                "where v.room_id = $2 and v.workspace_id = $3 and v.seq > $4 \
+                 order by v.seq asc limit $5"
+            ),
+            after,
+        ),
+        (Timeline::Room, Page::Before(before)) => (
+            concat!(
+                select_messages!("$1"),
+                "from message_view v ",
+                "where v.room_id = $2 and v.workspace_id = $3 and v.seq < $4 \
+                 order by v.seq desc limit $5"
+            ),
+            before.unwrap_or(i64::MAX),
+        ),
+        (Timeline::Thread(_), Page::After(after)) => (
+            concat!(
+                select_messages!("$1"),
+                "from message_view v ",
+                "where v.thread_root_id = $6 and v.room_id = $2 and v.workspace_id = $3 \
+                 and v.seq > $4 order by v.seq asc limit $5"
+            ),
+            after,
+        ),
+        (Timeline::Thread(_), Page::Before(before)) => (
+            concat!(
+                select_messages!("$1"),
+                "from message_view v ",
+                "where v.thread_root_id = $6 and v.room_id = $2 and v.workspace_id = $3 \
+                 and v.seq < $4 order by v.seq desc limit $5"
+            ),
+            before.unwrap_or(i64::MAX),
+        ),
+    };
+    let root = match timeline {
+        Timeline::Thread(root) => Some(root),
+        Timeline::Room => None,
+    };
+    let mut query = sqlx::query_as::<_, ViewRow>(sql)
+        .bind(viewer)
+        .bind(room_id)
+        .bind(ws.as_uuid())
+        .bind(bound)
+        .bind(limit + 1);
+    if let Some(root) = root {
+        query = query.bind(root);
+    }
+    let mut rows = query.fetch_all(db).await?;
     // The extra row, if any, lies beyond the page in the walking direction.
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -128,6 +245,151 @@ pub async fn page(
         messages: rows.into_iter().map(Message::from).collect(),
         has_more,
     })
+}
+
+/// Messages of a room whose `rev` is above `after_rev` (and, with `up_to_seq`, whose seq is at
+/// most that: the changes to messages a client already has), in rev order: a walk of the
+/// `(room_id, rev)` unique index. At most `limit`, and whether more remain.
+pub async fn changes(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    viewer: Uuid,
+    room_id: Uuid,
+    after_rev: i64,
+    up_to_seq: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<(Vec<Message>, bool)> {
+    let mut rows = sqlx::query_as::<_, ViewRow>(concat!(
+        select_messages!("$1"),
+        "from message_view v ",
+        "where v.room_id = $2 and v.workspace_id = $3 and v.rev > $4 and v.seq <= $5 \
+         order by v.rev asc limit $6"
+    ))
+    .bind(viewer)
+    .bind(room_id)
+    .bind(ws.as_uuid())
+    .bind(after_rev)
+    .bind(up_to_seq.unwrap_or(i64::MAX))
+    .bind(limit + 1)
+    .fetch_all(db)
+    .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows.into_iter().map(Message::from).collect(), has_more))
+}
+
+/// One message of a room of `ws`, as `viewer` sees it.
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    viewer: Uuid,
+    room_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Message>> {
+    let row = sqlx::query_as::<_, ViewRow>(concat!(
+        select_messages!("$1"),
+        "from message_view v ",
+        "where v.id = $2 and v.room_id = $3 and v.workspace_id = $4"
+    ))
+    .bind(viewer)
+    .bind(id)
+    .bind(room_id)
+    .bind(ws.as_uuid())
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Message::from))
+}
+
+/// A row of `read_many`: the message and whom it was read for.
+#[derive(sqlx::FromRow)]
+struct ReadFor {
+    viewer: Uuid,
+    #[sqlx(flatten)]
+    row: ViewRow,
+}
+
+/// Messages by id, each as its paired viewer sees it (`Uuid::nil()`: nobody's reactions), as
+/// `(viewer, message)`; ids not found are left out. For the writer, after its statements.
+pub async fn read_many(
+    db: impl PgExecutor<'_>,
+    wanted: &[(Uuid, Uuid)],
+) -> sqlx::Result<Vec<(Uuid, Message)>> {
+    let ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
+    let viewers: Vec<Uuid> = wanted.iter().map(|w| w.1).collect();
+    let rows = sqlx::query_as::<_, ReadFor>(concat!(
+        select_messages!("p.viewer"),
+        ", p.viewer from message_view v \
+         join unnest($1::uuid[], $2::uuid[]) as p(id, viewer) on p.id = v.id"
+    ))
+    .bind(&ids)
+    .bind(&viewers)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.viewer, Message::from(r.row)))
+        .collect())
+}
+
+/// What a reply names, checked before it is queued: the quoted message and the thread root
+/// must be messages of the same room, and a root may not be a thread reply itself.
+pub struct Target {
+    pub id: Uuid,
+    pub seq: i64,
+    pub thread_root_id: Option<Uuid>,
+    pub deleted: bool,
+    pub sender_id: Uuid,
+    pub created_at: OffsetDateTime,
+}
+
+/// A message of a room of `ws`, as a target of a reply, an edit, a deletion or a reaction.
+pub async fn target(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    room_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Target>> {
+    sqlx::query_as!(
+        Target,
+        r#"select id, seq, thread_root_id, deleted_at is not null as "deleted!", sender_id,
+                  created_at
+           from messages where id = $1 and room_id = $2 and workspace_id = $3"#,
+        id,
+        room_id,
+        ws.as_uuid(),
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A message of a room of `ws` quoted by a reply, as the reply carries it when it is sent.
+pub async fn quote(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    room_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<MessageRef>> {
+    let row = sqlx::query!(
+        r#"select m.id, m.seq, left(m.body, 200) as "body!", u.id as sender_id, u.username,
+                  u.display_name
+           from messages m join users u on u.id = m.sender_id
+           where m.id = $1 and m.room_id = $2 and m.workspace_id = $3"#,
+        id,
+        room_id,
+        ws.as_uuid(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| MessageRef {
+        id: r.id,
+        seq: r.seq,
+        sender: UserRef {
+            id: r.sender_id,
+            username: r.username,
+            display_name: r.display_name,
+        },
+        body: r.body,
+    }))
 }
 
 /// The result of storing a message.
@@ -155,20 +417,30 @@ pub fn is_duplicate_client_id(err: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "messages_client_id_key")
 }
 
-/// A message to store as part of a batch.
-#[derive(Clone, Debug)]
+/// A message to store as part of a batch, with what was resolved before it was queued.
+#[derive(Clone, Debug, Default)]
 pub struct NewMessage {
     pub id: Uuid,
     pub room_id: Uuid,
     pub sender_id: Uuid,
     pub body: String,
     pub client_id: Option<String>,
+    /// The quoted message, as it is at send time (checked to be of the same room).
+    pub reply_to: Option<MessageRef>,
+    /// The thread root (checked to be of the same room, and not a thread reply itself).
+    pub thread_root_id: Option<Uuid>,
+    pub metadata: JsonObject,
+    /// The users the body names who may read the room.
+    pub mentions: Vec<UserRef>,
 }
 
 /// What became of each message of a batch, in the batch's order.
 #[derive(Clone, Debug)]
 pub enum BatchOutcome {
-    Stored(Stored),
+    /// Newly committed with the next seq of its room.
+    New(Box<Message>),
+    /// The sender already sent this `client_id` to this room: the id of the first copy.
+    Duplicate(Uuid),
     /// The room was deleted before the message could be stored.
     NoRoom,
     /// The sender may not post there any more (removed from a private or direct room, or
@@ -176,7 +448,8 @@ pub enum BatchOutcome {
     Refused,
 }
 
-/// Stores a batch in one statement, so one round trip and one commit (autocommit) per batch:
+/// Stores a batch in one statement, so one round trip (and, run on its own, one commit) per
+/// batch:
 /// - earlier copies of the batch's `client_id`s are looked up (they are answered, not stored);
 /// - the access rule is applied again, at commit: a sender who is disabled, or is no longer a
 ///   member of a private or direct room, is refused (the socket's own view of what it joined
@@ -186,14 +459,20 @@ pub enum BatchOutcome {
 ///   carries messages of many workspaces, and the room is the authority on which one a message
 ///   belongs to (the composite foreign keys refuse a sender of any other);
 /// - the rooms of the new messages are locked in id order (concurrent writers on other nodes
-///   cannot deadlock) and each room's `last_seq` moves up by its count of new messages;
+///   cannot deadlock) and each room's `last_seq` moves up by its count of new messages, its
+///   `last_rev` by one per message and one more per thread reply (the root's new summary);
 /// - the new messages are inserted with `insert ... select from unnest`, numbered after the
-///   reserved block in batch order within each room.
+///   reserved block in batch order within each room; a thread reply takes rev `r` and its root
+///   `r + 1` (the root ends with the rev of its last reply's summary);
+/// - thread roots get their new summaries, and mentions their rows.
 ///
 /// Repeats of a `client_id` within the batch are answered with the first copy. A unique violation (a concurrent copy of a `client_id` on
 /// another node) fails the whole statement, which uses up no seq; the writer then stores the
 /// batch's halves apart (see `writer::commit`).
-pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec<BatchOutcome>> {
+pub async fn insert_batch(
+    db: impl PgExecutor<'_>,
+    batch: &[NewMessage],
+) -> sqlx::Result<Vec<BatchOutcome>> {
     use std::collections::HashMap;
 
     // Repeats within the batch are answered with their first copy's outcome.
@@ -209,6 +488,19 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
     let senders: Vec<Uuid> = sent.iter().map(|m| m.sender_id).collect();
     let bodies: Vec<&str> = sent.iter().map(|m| m.body.as_str()).collect();
     let client_ids: Vec<Option<&str>> = sent.iter().map(|m| m.client_id.as_deref()).collect();
+    let replies: Vec<Option<Uuid>> = sent
+        .iter()
+        .map(|m| m.reply_to.as_ref().map(|r| r.id))
+        .collect();
+    let roots: Vec<Option<Uuid>> = sent.iter().map(|m| m.thread_root_id).collect();
+    let metadata: Vec<serde_json::Value> = sent
+        .iter()
+        .map(|m| serde_json::Value::Object(m.metadata.clone()))
+        .collect();
+    let (mention_of, mentioned): (Vec<Uuid>, Vec<Uuid>) = sent
+        .iter()
+        .flat_map(|m| m.mentions.iter().map(|u| (m.id, u.id)))
+        .unzip();
     // The rooms to lock, by primary key.
     let mut room_ids = rooms.clone();
     room_ids.sort();
@@ -216,11 +508,12 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
 
     let rows = sqlx::query!(
         r#"with input as materialized (
-               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
-                   with ordinality as t(id, room_id, sender_id, body, client_id, ord)
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                                    $7::uuid[], $8::uuid[], $9::jsonb[])
+                   with ordinality as t(id, room_id, sender_id, body, client_id, reply_to,
+                                        thread_root_id, metadata, ord)
            ), earlier as materialized (
-               select i.id as input_id, m.id, m.room_id, m.seq, m.rev, m.body, m.client_id,
-                      m.created_at, m.edited_at, m.sender_id
+               select i.id as input_id, m.id
                from input i
                join messages m on m.room_id = i.room_id and m.sender_id = i.sender_id
                               and m.client_id = i.client_id
@@ -243,46 +536,60 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
                join refused_pairs x on x.room_id = i.room_id and x.sender_id = i.sender_id
                where not exists (select from earlier e where e.input_id = i.id)
            ), fresh as materialized (
-               select i.* from input i
+               -- revs: a thread reply takes two (its own, then its root's new summary).
+               select i.*, case when i.thread_root_id is null then 1 else 2 end as revs
+               from input i
                where not exists (select from earlier e where e.input_id = i.id)
                  and not exists (select from refused x where x.input_id = i.id)
            ), locked as materialized (
                select id from rooms where id = any($6) order by id for update
            ), reserved as (
-               update rooms r set last_seq = r.last_seq + c.n, last_rev = r.last_rev + c.n
-               from (select room_id, count(*) as n from fresh group by room_id) c, locked l
+               update rooms r set last_seq = r.last_seq + c.n, last_rev = r.last_rev + c.revs
+               from (select room_id, count(*) as n, sum(revs) as revs
+                     from fresh group by room_id) c, locked l
                where r.id = any($6) and r.id = c.room_id and l.id = c.room_id
                returning r.id, r.workspace_id, r.last_seq - c.n as first_before,
-                         r.last_rev - c.n as first_rev_before
+                         r.last_rev - c.revs as first_rev_before
            ), inserted as (
                insert into messages (id, workspace_id, room_id, seq, rev, sender_id, body,
-                                     client_id)
+                                     client_id, reply_to, thread_root_id, metadata)
                select f.id, r.workspace_id, f.room_id,
                       r.first_before + row_number() over (partition by f.room_id order by f.ord),
-                      r.first_rev_before
-                          + row_number() over (partition by f.room_id order by f.ord),
-                      f.sender_id, f.body, f.client_id
+                      r.first_rev_before + 1 - f.revs
+                          + sum(f.revs) over (partition by f.room_id order by f.ord),
+                      f.sender_id, f.body, f.client_id, f.reply_to, f.thread_root_id,
+                      f.metadata
                from fresh f join reserved r on r.id = f.room_id
-               returning id, room_id, seq, rev, body, client_id, created_at, edited_at, sender_id
-           ), stored as (
-               select id as input_id, false as duplicate, id, room_id, seq, rev, body, client_id,
-                      created_at, edited_at, sender_id
-               from inserted
-               union all
-               select input_id, true, id, room_id, seq, rev, body, client_id, created_at,
-                      edited_at, sender_id
-               from earlier
+               returning id, workspace_id, room_id, seq, rev, body, client_id, created_at,
+                         sender_id, thread_root_id
+           ), threads as (
+               update messages t
+               set thread_reply_count = t.thread_reply_count + c.n,
+                   thread_last_reply_at = c.last_at, thread_last_reply_seq = c.last_seq,
+                   rev = c.last_rev + 1
+               from (select thread_root_id, count(*) as n, max(created_at) as last_at,
+                            max(seq) as last_seq, max(rev) as last_rev
+                     from inserted where thread_root_id is not null
+                     group by thread_root_id) c
+               where t.id = c.thread_root_id
+               returning t.id
+           ), mentioned as (
+               insert into mentions (message_id, user_id, workspace_id, room_id, seq)
+               select p.message_id, p.user_id, i.workspace_id, i.room_id, i.seq
+               from unnest($10::uuid[], $11::uuid[]) as p(message_id, user_id)
+               join inserted i on i.id = p.message_id
+               returning message_id
            )
-           select s.input_id as "input_id!", false as "refused!", s.duplicate as "duplicate?",
-                  s.id as "id?", s.room_id as "room_id?", s.seq as "seq?", s.rev as "rev?",
-                  s.body as "body?",
-                  s.client_id, s.created_at as "created_at?", s.edited_at,
-                  u.id as "sender_id?", u.username as "username?",
+           select s.id as "input_id!", false as "refused!", false as "duplicate!",
+                  s.id as "id?", s.seq as "seq?", s.rev as "rev?",
+                  s.created_at as "created_at?", u.username as "username?",
                   u.display_name as "display_name?"
-           from stored s join users u on u.id = s.sender_id
+           from inserted s join users u on u.id = s.sender_id
            union all
-           select x.input_id, true, null, null, null, null, null, null, null, null, null, null,
-                  null, null
+           select e.input_id, false, true, e.id, null, null, null, null, null
+           from earlier e
+           union all
+           select x.input_id, true, false, null, null, null, null, null, null
            from refused x"#,
         &ids,
         &rooms,
@@ -290,36 +597,69 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
         &bodies as &[&str],
         &client_ids as &[Option<&str>],
         &room_ids,
+        &replies as &[Option<Uuid>],
+        &roots as &[Option<Uuid>],
+        &metadata,
+        &mention_of,
+        &mentioned,
     )
     .fetch_all(db)
     .await?;
 
+    let by_id: HashMap<Uuid, &NewMessage> = sent.iter().map(|m| (m.id, *m)).collect();
     let mut by_input: HashMap<Uuid, BatchOutcome> = HashMap::with_capacity(rows.len());
     for r in rows {
-        let row = (|| {
-            Some(Row {
-                id: r.id?,
-                room_id: r.room_id?,
-                seq: r.seq?,
-                rev: r.rev?,
-                body: r.body?,
-                client_id: r.client_id,
-                created_at: r.created_at?,
-                edited_at: r.edited_at,
-                sender_id: r.sender_id?,
-                username: r.username?,
-                display_name: r.display_name?,
-            })
-        })();
-        let outcome = match row {
-            _ if r.refused => BatchOutcome::Refused,
-            Some(row) if r.duplicate == Some(true) => {
-                BatchOutcome::Stored(Stored::Duplicate(row.into()))
+        let outcome = if r.refused {
+            BatchOutcome::Refused
+        } else if r.duplicate {
+            match r.id {
+                Some(id) => BatchOutcome::Duplicate(id),
+                None => continue,
             }
-            Some(row) => BatchOutcome::Stored(Stored::New(row.into())),
-            // A stored row always has its columns (the query joins them from not-null
+        } else {
+            // A stored row always has its columns (the query takes them from not-null
             // columns); without them it counts as not stored.
-            None => continue,
+            let (
+                Some(new),
+                Some(seq),
+                Some(rev),
+                Some(created_at),
+                Some(username),
+                Some(display_name),
+            ) = (
+                by_id.get(&r.input_id),
+                r.seq,
+                r.rev,
+                r.created_at,
+                r.username,
+                r.display_name,
+            )
+            else {
+                continue;
+            };
+            BatchOutcome::New(Box::new(Message {
+                id: new.id,
+                room_id: new.room_id,
+                seq,
+                rev,
+                sender: UserRef {
+                    id: new.sender_id,
+                    username,
+                    display_name,
+                },
+                body: new.body.clone(),
+                client_id: new.client_id.clone(),
+                created_at,
+                edited_at: None,
+                deleted_at: None,
+                reply_to: new.reply_to.clone(),
+                thread_root_id: new.thread_root_id,
+                thread: None,
+                reactions: Vec::new(),
+                mentions: new.mentions.clone(),
+                metadata: new.metadata.clone(),
+                my_reactions: Some(Vec::new()),
+            }))
         };
         by_input.insert(r.input_id, outcome);
     }
@@ -329,14 +669,232 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> sqlx::Result<Vec
         .map(|(m, first)| match first {
             // A repeat gets the first copy's outcome, as a duplicate if it was stored.
             Some(first) => match by_input.get(&batch[first].id) {
-                Some(BatchOutcome::Stored(Stored::New(m) | Stored::Duplicate(m))) => {
-                    BatchOutcome::Stored(Stored::Duplicate(m.clone()))
-                }
+                Some(BatchOutcome::New(m)) => BatchOutcome::Duplicate(m.id),
                 Some(other) => other.clone(),
                 None => BatchOutcome::NoRoom,
             },
             None => by_input.get(&m.id).cloned().unwrap_or(BatchOutcome::NoRoom),
         })
+        .collect())
+}
+
+/// An edit to store as part of a batch.
+#[derive(Clone, Debug)]
+pub struct Edit {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub editor_id: Uuid,
+    pub body: String,
+    /// Replaces the old metadata when given.
+    pub metadata: Option<JsonObject>,
+    /// The users the new body names who may read the room.
+    pub mentions: Vec<UserRef>,
+}
+
+/// A deletion to store as part of a batch.
+#[derive(Clone, Debug)]
+pub struct Delete {
+    pub id: Uuid,
+    pub room_id: Uuid,
+    pub actor_id: Uuid,
+}
+
+/// What became of one edit or deletion of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Done, with the message's new rev and seq; for an edit, the users it newly mentions.
+    Changed {
+        rev: i64,
+        seq: i64,
+        newly_mentioned: Vec<Uuid>,
+    },
+    /// Nothing to do (a message deleted already).
+    Unchanged,
+    /// No such message in that room (or workspace).
+    Missing,
+    /// The actor may not (not the sender; not allowed to delete; no longer in the room).
+    Forbidden,
+    /// The message is deleted (edits).
+    Deleted,
+    /// `EDIT_WINDOW` has passed (edits).
+    TooLate,
+}
+
+impl ChangeOutcome {
+    fn from_row(verdict: &str, rev: Option<i64>, seq: Option<i64>, newly: Vec<Uuid>) -> Self {
+        match (verdict, rev, seq) {
+            ("ok", Some(rev), Some(seq)) => ChangeOutcome::Changed {
+                rev,
+                seq,
+                newly_mentioned: newly,
+            },
+            ("unchanged", ..) => ChangeOutcome::Unchanged,
+            ("forbidden", ..) => ChangeOutcome::Forbidden,
+            ("deleted", ..) => ChangeOutcome::Deleted,
+            ("late", ..) => ChangeOutcome::TooLate,
+            _ => ChangeOutcome::Missing,
+        }
+    }
+}
+
+/// Stores a batch of edits (no message twice; the writer splits batches so) in one statement,
+/// inside the writer's transaction, which has locked the rooms already. Checked at commit: the
+/// message is in the room, the editor is its sender, may still enter the room and is not
+/// disabled, the message is not deleted, and `edit_window` (seconds, 0: none) has not passed.
+/// Each room's `last_rev` moves up by its count of edits, and the edited messages take those
+/// revs in batch order. Mentions are replaced by the new body's.
+pub async fn edit_batch(
+    db: impl PgExecutor<'_>,
+    batch: &[Edit],
+    edit_window: i64,
+) -> sqlx::Result<Vec<ChangeOutcome>> {
+    let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+    let rooms: Vec<Uuid> = batch.iter().map(|e| e.room_id).collect();
+    let editors: Vec<Uuid> = batch.iter().map(|e| e.editor_id).collect();
+    let bodies: Vec<&str> = batch.iter().map(|e| e.body.as_str()).collect();
+    let metadata: Vec<Option<serde_json::Value>> = batch
+        .iter()
+        .map(|e| e.metadata.clone().map(serde_json::Value::Object))
+        .collect();
+    let (mention_of, mentioned): (Vec<Uuid>, Vec<Uuid>) = batch
+        .iter()
+        .flat_map(|e| e.mentions.iter().map(|u| (e.id, u.id)))
+        .unzip();
+    let rows = sqlx::query!(
+        r#"with input as materialized (
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[])
+                   with ordinality as t(id, room_id, editor_id, body, metadata, ord)
+           ), judged as materialized (
+               select i.*, m.seq,
+                      case when m.id is null or m.workspace_id <> u.workspace_id then 'missing'
+                           when m.sender_id <> i.editor_id or u.disabled_at is not null
+                                or (r.visibility <> 'public'
+                                    and not exists (select from room_members rm
+                                                    where rm.room_id = i.room_id
+                                                      and rm.user_id = i.editor_id))
+                               then 'forbidden'
+                           when m.deleted_at is not null then 'deleted'
+                           when $8 > 0 and m.created_at < now() - make_interval(secs => $8)
+                               then 'late'
+                           else 'ok' end as verdict
+               from input i
+               join users u on u.id = i.editor_id
+               left join rooms r on r.id = i.room_id
+               left join messages m on m.id = i.id and m.room_id = i.room_id
+           ), ok as materialized (
+               select j.*, row_number() over (partition by j.room_id order by j.ord) as rank
+               from judged j where j.verdict = 'ok'
+           ), reserved as (
+               update rooms r set last_rev = r.last_rev + c.n
+               from (select room_id, count(*) as n from ok group by room_id) c
+               where r.id = c.room_id
+               returning r.id, r.last_rev - c.n as first_rev_before
+           ), edited as (
+               update messages m
+               set body = o.body, metadata = coalesce(o.metadata, m.metadata),
+                   edited_at = now(), rev = r.first_rev_before + o.rank
+               from ok o join reserved r on r.id = o.room_id
+               where m.id = o.id
+               returning m.id, m.rev
+           ), wanted as (
+               select p.message_id, p.user_id
+               from unnest($6::uuid[], $7::uuid[]) as p(message_id, user_id)
+           ), dropped as (
+               delete from mentions mm using ok
+               where mm.message_id = ok.id
+                 and not exists (select from wanted w where w.message_id = mm.message_id
+                                                      and w.user_id = mm.user_id)
+           ), added as (
+               insert into mentions (message_id, user_id, workspace_id, room_id, seq)
+               select w.message_id, w.user_id, u.workspace_id, ok.room_id, ok.seq
+               from wanted w join ok on ok.id = w.message_id join users u on u.id = w.user_id
+               on conflict do nothing
+               returning message_id, user_id
+           )
+           select j.id as "id!", j.verdict as "verdict!", e.rev as "rev?", j.seq as "seq?",
+                  array(select a.user_id from added a where a.message_id = j.id) as "newly!"
+           from judged j left join edited e on e.id = j.id
+           order by j.ord"#,
+        &ids,
+        &rooms,
+        &editors,
+        &bodies as &[&str],
+        &metadata as &[Option<serde_json::Value>],
+        &mention_of,
+        &mentioned,
+        edit_window as f64,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ChangeOutcome::from_row(&r.verdict, r.rev, r.seq, r.newly))
+        .collect())
+}
+
+/// Stores a batch of deletions (no message twice) in one statement, inside the writer's
+/// transaction. Checked at commit: the message is in the room; the actor may still enter it and
+/// is its sender, the room's owner or a moderator, or an admin of the workspace. A deleted
+/// message becomes a tombstone: body `""`, metadata `{}`, `deleted_at` set, its reactions and
+/// mentions gone, a new rev. Deleting a tombstone changes nothing.
+pub async fn delete_batch(
+    db: impl PgExecutor<'_>,
+    batch: &[Delete],
+) -> sqlx::Result<Vec<ChangeOutcome>> {
+    let ids: Vec<Uuid> = batch.iter().map(|d| d.id).collect();
+    let rooms: Vec<Uuid> = batch.iter().map(|d| d.room_id).collect();
+    let actors: Vec<Uuid> = batch.iter().map(|d| d.actor_id).collect();
+    let rows = sqlx::query!(
+        r#"with input as materialized (
+               select * from unnest($1::uuid[], $2::uuid[], $3::uuid[])
+                   with ordinality as t(id, room_id, actor_id, ord)
+           ), judged as materialized (
+               select i.*, m.seq,
+                      case when m.id is null or m.workspace_id <> u.workspace_id then 'missing'
+                           when u.disabled_at is not null
+                                or (r.visibility <> 'public' and rm.role is null)
+                                or not (m.sender_id = i.actor_id or u.is_admin
+                                        or coalesce(rm.role in ('owner', 'moderator'), false))
+                               then 'forbidden'
+                           when m.deleted_at is not null then 'unchanged'
+                           else 'ok' end as verdict
+               from input i
+               join users u on u.id = i.actor_id
+               left join rooms r on r.id = i.room_id
+               left join room_members rm on rm.room_id = i.room_id and rm.user_id = i.actor_id
+               left join messages m on m.id = i.id and m.room_id = i.room_id
+           ), ok as materialized (
+               select j.*, row_number() over (partition by j.room_id order by j.ord) as rank
+               from judged j where j.verdict = 'ok'
+           ), reserved as (
+               update rooms r set last_rev = r.last_rev + c.n
+               from (select room_id, count(*) as n from ok group by room_id) c
+               where r.id = c.room_id
+               returning r.id, r.last_rev - c.n as first_rev_before
+           ), erased as (
+               update messages m
+               set body = '', metadata = '{}', deleted_at = now(),
+                   rev = r.first_rev_before + o.rank
+               from ok o join reserved r on r.id = o.room_id
+               where m.id = o.id
+               returning m.id, m.rev
+           ), unreacted as (
+               delete from reactions x using ok where x.message_id = ok.id
+           ), unmentioned as (
+               delete from mentions x using ok where x.message_id = ok.id
+           )
+           select j.id as "id!", j.verdict as "verdict!", e.rev as "rev?", j.seq as "seq?"
+           from judged j left join erased e on e.id = j.id
+           order by j.ord"#,
+        &ids,
+        &rooms,
+        &actors,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ChangeOutcome::from_row(&r.verdict, r.rev, r.seq, Vec::new()))
         .collect())
 }
 
@@ -395,6 +953,10 @@ mod tests {
             sender_id: Uuid::from_u128(sender),
             body: "hi".into(),
             client_id: client_id.map(str::to_owned),
+            reply_to: None,
+            thread_root_id: None,
+            metadata: JsonObject::new(),
+            mentions: Vec::new(),
         }
     }
 

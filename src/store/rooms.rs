@@ -1,11 +1,11 @@
 //! The `rooms` table.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgExecutor;
+use sqlx::{types::Json, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::members::Role;
+use super::{members::Role, messages::JsonObject};
 use crate::workspaces::WorkspaceId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -30,6 +30,7 @@ pub struct Room {
     pub last_seq: i64,
     /// The rev of the room's newest change (see `messages.rev`).
     pub last_rev: i64,
+    pub metadata: Json<JsonObject>,
 }
 
 /// A room as events name it: `{id, name}`.
@@ -56,6 +57,8 @@ pub struct MyRoom {
     pub role: Role,
     pub last_read_seq: i64,
     pub unread: i64,
+    /// Mentions of the caller in messages after `last_read_seq`.
+    pub unread_mentions: i64,
 }
 
 /// A room and the caller's role in it (`None`: not a member).
@@ -72,19 +75,22 @@ pub async fn create(
     name: &str,
     visibility: Visibility,
     topic: Option<&str>,
+    metadata: &JsonObject,
     created_by: Option<Uuid>,
 ) -> sqlx::Result<Room> {
     sqlx::query_as!(
         Room,
-        r#"insert into rooms (id, workspace_id, name, visibility, topic, created_by)
-           values ($1, $6, $2, $3, $4, $5)
-           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev"#,
+        r#"insert into rooms (id, workspace_id, name, visibility, topic, created_by, metadata)
+           values ($1, $6, $2, $3, $4, $5, $7)
+           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev,
+                     metadata as "metadata: Json<JsonObject>""#,
         Uuid::now_v7(),
         name,
         visibility as Visibility,
         topic,
         created_by,
         ws.as_uuid(),
+        Json(metadata) as _,
     )
     .fetch_one(db)
     .await
@@ -120,7 +126,8 @@ pub async fn list_public(
 ) -> sqlx::Result<Vec<Room>> {
     sqlx::query_as!(
         Room,
-        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev
+        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev,
+                  metadata as "metadata: Json<JsonObject>"
            from rooms
            where workspace_id = $3 and visibility = 'public' and ($1::text is null or name > $1)
            order by name limit $2"#,
@@ -140,7 +147,11 @@ pub async fn list_for_member(
 ) -> sqlx::Result<Vec<MyRoom>> {
     let rows = sqlx::query!(
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
-                  r.created_at, r.last_seq, r.last_rev, m.role as "role: Role", m.last_read_seq
+                  r.created_at, r.last_seq, r.last_rev, r.metadata as "metadata: Json<JsonObject>",
+                  m.role as "role: Role", m.last_read_seq,
+                  (select count(*) from mentions mn
+                   where mn.user_id = $1 and mn.room_id = r.id and mn.seq > m.last_read_seq)
+                      as "unread_mentions!"
            from room_members m join rooms r on r.workspace_id = m.workspace_id and r.id = m.room_id
            where m.workspace_id = $2 and m.user_id = $1 order by r.name"#,
         user_id,
@@ -154,6 +165,7 @@ pub async fn list_for_member(
             unread: (r.last_seq - r.last_read_seq).max(0),
             role: r.role,
             last_read_seq: r.last_read_seq,
+            unread_mentions: r.unread_mentions,
             room: Room {
                 id: r.id,
                 name: r.name,
@@ -163,6 +175,7 @@ pub async fn list_for_member(
                 created_at: r.created_at,
                 last_seq: r.last_seq,
                 last_rev: r.last_rev,
+                metadata: r.metadata,
             },
         })
         .collect())
@@ -178,6 +191,7 @@ struct RoomWithRole {
     created_at: OffsetDateTime,
     last_seq: i64,
     last_rev: i64,
+    metadata: Json<JsonObject>,
     role: Option<Role>,
 }
 
@@ -194,6 +208,7 @@ impl From<RoomWithRole> for RoomAccess {
                 created_at: r.created_at,
                 last_seq: r.last_seq,
                 last_rev: r.last_rev,
+                metadata: r.metadata,
             },
         }
     }
@@ -210,7 +225,8 @@ pub async fn access_by_id(
     let row = sqlx::query_as!(
         RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
-                  r.created_at, r.last_seq, r.last_rev, m.role as "role?: Role"
+                  r.created_at, r.last_seq, r.last_rev, r.metadata as "metadata: Json<JsonObject>",
+                  m.role as "role?: Role"
            from rooms r
            left join room_members m
                   on m.workspace_id = r.workspace_id and m.room_id = r.id and m.user_id = $2
@@ -234,7 +250,8 @@ pub async fn access_by_name(
     let row = sqlx::query_as!(
         RoomWithRole,
         r#"select r.id, r.name, r.visibility as "visibility: Visibility", r.topic, r.created_by,
-                  r.created_at, r.last_seq, r.last_rev, m.role as "role?: Role"
+                  r.created_at, r.last_seq, r.last_rev, r.metadata as "metadata: Json<JsonObject>",
+                  m.role as "role?: Role"
            from rooms r
            left join room_members m
                   on m.workspace_id = r.workspace_id and m.room_id = r.id and m.user_id = $2
@@ -248,22 +265,46 @@ pub async fn access_by_name(
     Ok(row.map(RoomAccess::from))
 }
 
-pub async fn set_topic(
+pub async fn update(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
     room_id: Uuid,
-    topic: Option<&str>,
+    topic: Option<Option<&str>>,
+    metadata: Option<&JsonObject>,
 ) -> sqlx::Result<Room> {
     sqlx::query_as!(
         Room,
-        r#"update rooms set topic = $2 where id = $1 and workspace_id = $3
-           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev"#,
+        r#"update rooms
+           set topic = case when $4 then $2 else topic end,
+               metadata = coalesce($5, metadata)
+           where id = $1 and workspace_id = $3
+           returning id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev,
+                     metadata as "metadata: Json<JsonObject>""#,
         room_id,
-        topic,
+        topic.flatten(),
         ws.as_uuid(),
+        topic.is_some(),
+        metadata.map(Json) as _,
     )
     .fetch_one(db)
     .await
+}
+
+/// Locks rooms by primary key, in id order, for the rest of the caller's transaction: the
+/// message writer's first statement when a batch holds more than new messages, so that its
+/// statements (and every other node's) change each room's revs and reactions one at a time,
+/// and no two writers can deadlock.
+pub async fn lock(tx: &mut sqlx::PgConnection, room_ids: &[Uuid]) -> sqlx::Result<()> {
+    let mut ids = room_ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    sqlx::query!(
+        "select id from rooms where id = any($1) order by id for update",
+        &ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Deletes a room of `ws` with its members and messages. Returns whether it existed.
@@ -302,7 +343,8 @@ pub async fn get_or_create_direct(
         > 0;
     let room = sqlx::query_as!(
         Room,
-        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev
+        r#"select id, name, visibility as "visibility: Visibility", topic, created_by, created_at, last_seq, last_rev,
+                  metadata as "metadata: Json<JsonObject>"
            from rooms where workspace_id = $2 and name = $1"#,
         name,
         ws.as_uuid(),

@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 pub mod cluster;
+pub mod messages;
 pub mod postgres;
 pub mod sio;
 pub mod tenancy;
@@ -298,7 +299,7 @@ impl TestApp {
     /// socket layer but not the production write: one `insert_batch`, the statement the writer
     /// commits socket messages with, so seeded rows get their seqs the way sent ones do.
     pub async fn seed_messages(&self, room: &Value, sender: &Session, n: usize) {
-        use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage, Stored};
+        use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
 
         let room_id: Uuid = room["id"].as_str().unwrap().parse().unwrap();
         let batch: Vec<NewMessage> = (1..=n)
@@ -307,14 +308,14 @@ impl TestApp {
                 room_id,
                 sender_id: sender.id,
                 body: format!("message {i}"),
-                client_id: None,
+                ..NewMessage::default()
             })
             .collect();
         let outcomes = insert_batch(&self.db, &batch).await.unwrap();
         assert_eq!(outcomes.len(), n);
         for outcome in outcomes {
             assert!(
-                matches!(outcome, BatchOutcome::Stored(Stored::New(_))),
+                matches!(outcome, BatchOutcome::New(_)),
                 "seeding stored nothing: {outcome:?}"
             );
         }

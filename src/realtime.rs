@@ -166,16 +166,25 @@ impl Realtime {
         event: &'static str,
         data: &T,
     ) {
-        let Some(data) = to_value(event, data) else {
+        // Serialized once, straight from `data`, for this node's sockets; only the other
+        // nodes' envelope needs it as a JSON value.
+        let Some(raw) = once(event, data) else {
             return;
         };
-        self.local.emit(channels.clone(), event, &data).await;
-        self.tell_others(Op::Emit {
-            channels,
-            event: event.to_owned(),
-            data,
-        })
-        .await;
+        self.local.emit_raw(channels.clone(), event, &raw);
+        if self.cluster.is_some() {
+            match serde_json::from_str(raw.get()) {
+                Ok(data) => {
+                    self.tell_others(Op::Emit {
+                        channels,
+                        event: event.to_owned(),
+                        data,
+                    })
+                    .await
+                }
+                Err(err) => tracing::error!(error = %err, event, "an event could not be re-read"),
+            }
+        }
     }
 
     /// As `emit`, but not to `socket` itself.
@@ -522,8 +531,16 @@ impl Local {
         let Some(data) = once(event, data) else {
             return;
         };
+        self.emit_raw(channels, event, &data);
+    }
+
+    /// As `emit`, with the payload serialized already.
+    fn emit_raw(&self, channels: Vec<String>, event: &str, data: &RawValue) {
+        if !self.open() {
+            return;
+        }
         for socket in self.io.to(channels).sockets() {
-            self.send(&socket, event, &data);
+            self.send(&socket, event, data);
         }
     }
 

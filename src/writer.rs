@@ -17,8 +17,9 @@
 //! After a commit, each change goes two ways: its outcome back to its sender through the
 //! `Receipt` (a oneshot; the socket layer or the REST handler answers from there), and what it
 //! announces (`Committed`) to `Deliver` (`Realtime::deliver`: to the room's sockets on this
-//! node, then to the other nodes). Both follow the commit; which one reaches a client first is
-//! not fixed.
+//! node, then to the other nodes), which a task of its own runs batch after batch in commit
+//! order while the writer goes on with the next commit. Both follow the commit; which one
+//! reaches a client first is not fixed.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -48,6 +49,8 @@ use crate::{
 
 /// Most changes in one batch.
 pub const MAX_BATCH: usize = 512;
+/// Committed batches waiting for delivery before the writer waits for the deliverer.
+const DELIVERY_QUEUE: usize = 16;
 /// Changes waiting for the writer before senders are made to wait.
 const QUEUE: usize = 16 * 1024;
 
@@ -181,7 +184,9 @@ impl Writer {
             metrics,
             edit_window: i64::try_from(edit_window).unwrap_or(i64::MAX),
         };
-        tokio::spawn(run(batches, deliver, rx));
+        let (deliveries, pending_deliveries) = mpsc::channel(DELIVERY_QUEUE);
+        tokio::spawn(deliver_in_order(deliver, pending_deliveries));
+        tokio::spawn(run(batches, deliveries, rx));
         Writer {
             queue,
             closing: Arc::default(),
@@ -235,7 +240,18 @@ impl Writer {
     }
 }
 
-async fn run(batches: Batches, deliver: Deliver, mut rx: mpsc::Receiver<Queued>) {
+/// What the deliverer's queue carries: committed batches' announcements, and flush markers
+/// that pass every delivery queued before them.
+enum ToDeliver {
+    Batch(Vec<Committed>),
+    Flush(oneshot::Sender<()>),
+}
+
+async fn run(
+    batches: Batches,
+    deliveries: mpsc::Sender<ToDeliver>,
+    mut rx: mpsc::Receiver<Queued>,
+) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut flushes = Vec::new();
@@ -252,13 +268,45 @@ async fn run(batches: Batches, deliver: Deliver, mut rx: mpsc::Receiver<Queued>)
         if !pending.is_empty() {
             // A bug that panics in one batch must not stop the writer for good: that batch's
             // senders get `internal` (their replies are dropped) and the next batch goes on.
-            let batch = AssertUnwindSafe(commit_and_answer(&batches, &deliver, pending));
-            if batch.catch_unwind().await.is_err() {
-                tracing::error!("the message writer panicked on a batch; going on with the next");
+            let batch = AssertUnwindSafe(commit_and_answer(&batches, pending));
+            match batch.catch_unwind().await {
+                Ok(committed) if !committed.is_empty() => {
+                    let _ = deliveries.send(ToDeliver::Batch(committed)).await;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::error!(
+                        "the message writer panicked on a batch; going on with the next"
+                    )
+                }
             }
         }
         for done in flushes {
-            let _ = done.send(());
+            let _ = deliveries.send(ToDeliver::Flush(done)).await;
+        }
+    }
+}
+
+/// Delivers committed batches one after the other, in commit order, on a task of its own: the
+/// writer commits the next batch while this one reaches its sockets, so a batch's database time
+/// and its delivery overlap instead of adding up. (A bounded queue: a deliverer that falls
+/// behind makes the writer wait rather than hold every batch in memory.)
+async fn deliver_in_order(deliver: Deliver, mut rx: mpsc::Receiver<ToDeliver>) {
+    while let Some(item) = rx.recv().await {
+        match item {
+            ToDeliver::Batch(committed) => {
+                // As in the writer: a bug that panics in one delivery does not stop the rest.
+                if AssertUnwindSafe(deliver(committed))
+                    .catch_unwind()
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("delivering a batch panicked; going on with the next");
+                }
+            }
+            ToDeliver::Flush(done) => {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -269,8 +317,8 @@ struct Effect {
     announce: Vec<Announcement>,
 }
 
-/// Commits a batch, answers each sender, and delivers the announcements in batch order.
-async fn commit_and_answer(batches: &Batches, deliver: &Deliver, pending: Vec<Pending>) {
+/// Commits a batch and answers each sender; returns the announcements, in batch order.
+async fn commit_and_answer(batches: &Batches, pending: Vec<Pending>) -> Vec<Committed> {
     let changes: Vec<Change> = pending.iter().map(|p| p.change.clone()).collect();
     let outcomes = batches.commit(&changes).await;
     let mut committed = Vec::new();
@@ -297,9 +345,7 @@ async fn commit_and_answer(batches: &Batches, deliver: &Deliver, pending: Vec<Pe
         // The sender may have gone; the change is stored all the same.
         let _ = p.reply.send(reply);
     }
-    if !committed.is_empty() {
-        deliver(committed).await;
-    }
+    committed
 }
 
 /// The writer's database side.
@@ -508,21 +554,32 @@ async fn effects(
             _ => {}
         }
     }
-    let read: HashMap<(Uuid, Uuid), Message> = if wanted.is_empty() {
-        HashMap::new()
+    let (read, mine) = if wanted.is_empty() {
+        (HashMap::new(), HashMap::new())
     } else {
-        wanted.sort();
-        wanted.dedup();
-        messages::read_many(&mut *conn, &wanted)
+        let mut ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
+        ids.sort();
+        ids.dedup();
+        let read: HashMap<Uuid, Message> = messages::read_many(&mut *conn, &ids)
             .await?
             .into_iter()
-            .map(|(viewer, m)| ((m.id, viewer), m))
-            .collect()
+            .map(|m| (m.id, m))
+            .collect();
+        wanted.retain(|w| w.1 != nobody);
+        wanted.sort();
+        wanted.dedup();
+        let mine = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            reactions::mine(&mut *conn, &wanted).await?
+        };
+        (read, mine)
     };
+    // A message as `viewer` reads it: with their own reactions.
     let read = |id: Uuid, viewer: Uuid| -> AppResult<Message> {
-        read.get(&(id, viewer))
-            .cloned()
-            .ok_or_else(|| AppError::NotFound("no such message".into()))
+        let mut message = read.get(&id).cloned().ok_or_else(no_message)?;
+        message.my_reactions = Some(mine.get(&(id, viewer)).cloned().unwrap_or_default());
+        Ok(message)
     };
     let mut out = Vec::with_capacity(changes.len());
     for (i, (change, raw)) in changes.iter().zip(raw).enumerate() {

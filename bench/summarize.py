@@ -34,6 +34,29 @@ def cpu_sum(kind):
     return figure
 
 
+def error_count(r):
+    errors = r.get("errors")
+    return sum(errors.values()) if isinstance(errors, dict) else None
+
+
+def resume_complete(r):
+    complete = r.get("complete")
+    return None if complete is None else (1 if complete else 0)
+
+
+# react and edit: persist's figures per op, plus the ops that changed nothing.
+OPS = [
+    ("acked ops/s", "acked_per_s", "higher"),
+    ("ack p50 (ms)", "ack_latency.p50_ms", "lower"),
+    ("ack p99 (ms)", "ack_latency.p99_ms", "lower"),
+    ("ack max (ms)", "ack_latency.max_ms", "lower"),
+    ("errors", error_count, "lower"),
+    ("server CPU µs/op", "cpu.server_cpu_us_per_op", "lower"),
+    ("server + Postgres CPU µs/op", cpu_sum("op"), "lower"),
+    ("acks that changed nothing", "noop_acks", "lower"),
+    ("unacked", "unacked", "lower"),
+]
+
 # Per scenario kind: (label, path or function, "higher" or "lower" is better).
 PERSIST = [
     ("acked msgs/s", "acked_per_s", "higher"),
@@ -67,6 +90,18 @@ FIGURES = {
         ("message p99 alone (ms)", "persist_only.ack_latency.p99_ms", "lower"),
         ("message p99 during logins (ms)", "persist_with_logins.ack_latency.p99_ms", "lower"),
         ("p99 during / alone", login_p99_ratio, "lower"),
+    ],
+    "react": OPS,
+    "edit": OPS,
+    "resume": [
+        ("catch-up median (ms)", "catchup_ms.median", "lower"),
+        ("catch-up max (ms)", "catchup_ms.max", "lower"),
+        ("join median (ms)", "join_ms.median", "lower"),
+        ("messages received", "messages_received", "lower"),
+        ("updates received", "updates_received", "lower"),
+        ("server CPU ms/catch-up", "server_cpu_ms_per_catchup", "lower"),
+        ("missed", "missed", "lower"),
+        ("complete (1 = yes)", resume_complete, "higher"),
     ],
     "connections": [
         ("connected", "connected", "higher"),
@@ -116,9 +151,15 @@ def tables(path, against="node-seed"):
     for scenario in order:
         by_server = runs[scenario]
         n = len(by_server["huddle"])
+        # v2 scenarios run against Huddle alone unless a baseline build is compared.
+        alone = not by_server["peer"]
         print(f"\n#### {scenario} (median of {n})\n")
-        print(f"| figure | Huddle | {against} | Huddle better by |")
-        print("|---|---|---|---|")
+        if alone:
+            print("| figure | Huddle |")
+            print("|---|---|")
+        else:
+            print(f"| figure | Huddle | {against} | Huddle better by |")
+            print("|---|---|---|---|")
         for label, how, better in figures_for(scenario):
             med = {}
             for server, results in by_server.items():
@@ -130,7 +171,10 @@ def tables(path, against="node-seed"):
             if h and p:
                 ratio = h / p if better == "higher" else p / h
             shown = "–" if ratio is None else f"{fmt(ratio)}×"
-            print(f"| {label} | {fmt(h)} | {fmt(p)} | {shown} |")
+            if alone:
+                print(f"| {label} | {fmt(h)} |")
+            else:
+                print(f"| {label} | {fmt(h)} | {fmt(p)} | {shown} |")
 
 
 if __name__ == "__main__":

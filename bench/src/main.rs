@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use scenarios::{connections, fanout, join, login, persist};
+use scenarios::{connections, edit, fanout, join, login, persist, react, resume};
 
 #[derive(Parser, Debug)]
 #[command(name = "huddle-bench", version, about)]
@@ -108,6 +108,36 @@ enum Scenario {
         #[command(flatten)]
         args: login::LoginArgs,
     },
+    /// Reaction throughput and ack latency (`react` toggling emoji on a room's messages).
+    React {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        timing: Timing,
+        #[command(flatten)]
+        load: scenarios::ops::LoadArgs,
+        #[command(flatten)]
+        args: react::ReactArgs,
+    },
+    /// Edit throughput and ack latency (`editMessage` of the senders' own messages).
+    Edit {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        timing: Timing,
+        #[command(flatten)]
+        load: scenarios::ops::LoadArgs,
+        #[command(flatten)]
+        args: edit::EditArgs,
+    },
+    /// Catch-up time of a client back after N changes (join since/since_rev, history and
+    /// change-feed pages), and whether it got every change.
+    Resume {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: resume::ResumeArgs,
+    },
 }
 
 fn main() -> Result<()> {
@@ -118,7 +148,9 @@ fn main() -> Result<()> {
         rt.worker_threads(t.max(1));
     }
     let rt = rt.build()?;
-    let (json, summary) = rt.block_on(async move {
+    // Set when a scenario's own check failed (`resume` missed a change): exit status 3.
+    let mut failed = false;
+    let (json, summary) = rt.block_on(async {
         match cli.scenario {
             Scenario::Persist {
                 common,
@@ -144,12 +176,33 @@ fn main() -> Result<()> {
                 persist,
                 args,
             } => lines(login::run(&common, &timing, &persist, &args).await?),
+            Scenario::React {
+                common,
+                timing,
+                load,
+                args,
+            } => lines(react::run(&common, &timing, &load, &args).await?),
+            Scenario::Edit {
+                common,
+                timing,
+                load,
+                args,
+            } => lines(edit::run(&common, &timing, &load, &args).await?),
+            Scenario::Resume { common, args } => {
+                let report = resume::run(&common, &args).await?;
+                failed = !report.complete();
+                lines(report)
+            }
         }
     })?;
     println!("{json}");
     println!("{summary}");
     // Don't wait for lingering socket tasks.
     rt.shutdown_timeout(Duration::from_millis(200));
+    if failed {
+        eprintln!("FAILED: the client did not get every change (see the report)");
+        std::process::exit(3);
+    }
     Ok(())
 }
 

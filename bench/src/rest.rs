@@ -44,6 +44,34 @@ impl Rest {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `GET path` with a bearer token; the JSON body of a 2xx answer.
+    pub async fn get(&self, path: &str, token: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: bad JSON {text}"))
+    }
+
+    /// `GET /api/rooms/{id}`: the room's `(last_seq, last_rev)` (a v1 server has no `last_rev`:
+    /// an error).
+    pub async fn room_counters(&self, token: &str, room_id: &str) -> Result<(u64, u64)> {
+        let v = self.get(&format!("/api/rooms/{room_id}"), token).await?;
+        let seq = v["last_seq"].as_u64().context("room without last_seq")?;
+        let rev = v["last_rev"]
+            .as_u64()
+            .context("room without last_rev (no v2 messages on this server?)")?;
+        Ok((seq, rev))
+    }
+
     fn user_of(v: &Value) -> Result<User> {
         Ok(User {
             id: v["user"]["id"].as_str().context("no user.id")?.to_string(),

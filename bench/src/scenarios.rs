@@ -3,10 +3,14 @@
 //! line and displays as its readable summary.
 
 pub mod connections;
+pub mod edit;
 pub mod fanout;
 pub mod join;
 pub mod login;
+pub mod ops;
 pub mod persist;
+pub mod react;
+pub mod resume;
 
 use std::net::SocketAddr;
 use std::time::Duration;

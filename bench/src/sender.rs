@@ -1,5 +1,6 @@
 //! Message senders: open loop (fixed schedule, latency from the scheduled time) and closed loop
-//! (a window of un-acked sends, latency from the actual send time).
+//! (a window of un-acked sends, latency from the actual send time), of `sendMessage` or of any
+//! other acknowledged event (`react`, `editMessage`, ...).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use crate::schedule::schedule;
@@ -57,22 +58,17 @@ impl SendResult {
     }
 }
 
-fn nanos(t0: Instant, t: Instant) -> u64 {
+/// Nanoseconds from `t0` to `t` (0 before `t0`).
+pub fn nanos(t0: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(t0).as_nanos() as u64
 }
 
-/// Emits the `k`th `sendMessage` of a sender: the body is a time in ns since `t0`, the
-/// `client_id` `<tag>-<k>`.
-fn send_message(
-    sock: &Socket,
-    room: &str,
-    body_ns: u64,
-    tag: &str,
-    k: u64,
-) -> tokio::sync::oneshot::Receiver<String> {
+/// The `k`th `sendMessage` of a sender: the body is a time in ns since `t0`, the `client_id`
+/// `<tag>-<k>`.
+fn send_message(room: &str, body_ns: u64, tag: &str, k: u64) -> (&'static str, Value) {
     let payload =
         json!({"room": room, "body": body_ns.to_string(), "client_id": format!("{tag}-{k}")});
-    sock.emit_ack("sendMessage", &payload)
+    ("sendMessage", payload)
 }
 
 /// Sends `sendMessage` on a fixed schedule: `rate` msgs/s, first send at `t0 + offset`.
@@ -86,6 +82,43 @@ pub async fn open_loop(
     tag: String,
     acked: Arc<AtomicU64>,
 ) -> SendResult {
+    let t0 = w.t0;
+    open_loop_with(sock, rate, offset, w, acked, move |k, at| {
+        send_message(&room, nanos(t0, at), &tag, k)
+    })
+    .await
+}
+
+/// Closed loop of `sendMessage`: keeps `window` sends in flight until `w.to`.
+pub async fn closed_loop(
+    sock: Arc<Socket>,
+    room: String,
+    window: usize,
+    w: &Window,
+    tag: String,
+    acked: Arc<AtomicU64>,
+) -> SendResult {
+    let t0 = w.t0;
+    closed_loop_with(sock, window, w, acked, move |k, at| {
+        send_message(&room, nanos(t0, at), &tag, k)
+    })
+    .await
+}
+
+/// Open loop over any acknowledged event: `op(k, at)` gives the event and payload of the `k`th
+/// emit, scheduled at `at` (`rate` per second, the first at `t0 + offset`). Latency is measured
+/// from `at`.
+pub async fn open_loop_with<F>(
+    sock: Arc<Socket>,
+    rate: f64,
+    offset: Duration,
+    w: &Window,
+    acked: Arc<AtomicU64>,
+    mut op: F,
+) -> SendResult
+where
+    F: FnMut(u64, Instant) -> (&'static str, Value),
+{
     let mut res = SendResult {
         hist: Some(new_hist()),
         ..Default::default()
@@ -96,7 +129,8 @@ pub async fn open_loop(
         w.to,
         |k, at| {
             // Emitted now, at the scheduled time, not when the ack future is first polled.
-            let rx = send_message(&sock, &room, nanos(w.t0, at), &tag, k);
+            let (event, payload) = op(k, at);
+            let rx = sock.emit_ack(event, &payload);
             async move { rx.await.ok() }
         },
         |at, raw| handle_ack(&mut res, w, at, raw, &acked),
@@ -107,24 +141,28 @@ pub async fn open_loop(
     res
 }
 
-/// Closed loop: keeps `window` sends in flight until `w.to`.
-pub async fn closed_loop(
+/// Closed loop over any acknowledged event: keeps `window` emits of `op(k, now)` in flight until
+/// `w.to`. Latency is measured from the actual emit.
+pub async fn closed_loop_with<F>(
     sock: Arc<Socket>,
-    room: String,
     window: usize,
     w: &Window,
-    tag: String,
     acked: Arc<AtomicU64>,
-) -> SendResult {
+    mut op: F,
+) -> SendResult
+where
+    F: FnMut(u64, Instant) -> (&'static str, Value),
+{
     let mut res = SendResult {
         hist: Some(new_hist()),
         ..Default::default()
     };
     let mut k: u64 = 0;
     let mut inflight = FuturesUnordered::new();
-    let send = |k: u64| {
+    let mut send = |k: u64| {
         let now = Instant::now();
-        let rx = send_message(&sock, &room, nanos(w.t0, now), &tag, k);
+        let (event, payload) = op(k, now);
+        let rx = sock.emit_ack(event, &payload);
         async move { (now, rx.await.ok()) }
     };
     for _ in 0..window.max(1) {

@@ -148,6 +148,24 @@ fn snap(pids: &[u32]) -> CpuSnap {
     }
 }
 
+/// CPU used so far by the server processes (`None` without pids or when one is gone) and by
+/// every Postgres process, in ms: for phases without a fixed window, as the difference of two
+/// calls (blocking: it reads /proc; call it outside what is timed).
+pub fn cpu_so_far_ms(pids: &[u32]) -> (Option<f64>, f64) {
+    let tck = clk_tck() as f64;
+    let s = snap(pids);
+    let server = if pids.is_empty() {
+        None
+    } else {
+        s.server
+            .iter()
+            .copied()
+            .sum::<Option<u64>>()
+            .map(|t| t as f64 * 1000.0 / tck)
+    };
+    (server, s.pg as f64 * 1000.0 / tck)
+}
+
 /// CPU used between two instants by the server processes and by Postgres, in ms.
 #[derive(Clone, Debug, Default)]
 pub struct CpuDelta {

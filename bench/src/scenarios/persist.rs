@@ -153,9 +153,9 @@ impl fmt::Display for Sends {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-enum Mode {
+pub(super) enum Mode {
     /// Each sender sends on a fixed schedule: `--rate` > 0.
     Open,
     /// Each sender keeps `--window` sends in flight.

@@ -418,8 +418,7 @@ impl Batches {
                 .into_iter()
                 .map(Raw::Sent)
                 .collect();
-            let mut conn = self.db.acquire().await?;
-            return effects(&mut conn, changes, raw).await;
+            return effects(Reader::Pool(&self.db), changes, raw).await;
         }
         let mut tx = self.db.begin().await?;
         let rooms: Vec<Uuid> = changes.iter().map(Change::room_id).collect();
@@ -449,7 +448,7 @@ impl Batches {
                 }
             }
         }
-        let effects = effects(&mut tx, changes, raw).await?;
+        let effects = effects(Reader::Tx(&mut tx), changes, raw).await?;
         tx.commit().await?;
         Ok(effects)
     }
@@ -524,8 +523,15 @@ fn runs(changes: &[Change]) -> Vec<&[Change]> {
 /// on the connection or transaction that stored them) every message an answer or an
 /// announcement shows whole: edited and reacted messages as their sender sees them, the first
 /// copies of repeated `client_id`s, and thread roots with their new summaries.
+/// Where `effects` reads back: the pool after a batch of sends committed on its own (only when
+/// an answer needs a read, which a plain message never does), or the batch's transaction.
+enum Reader<'a> {
+    Pool(&'a sqlx::PgPool),
+    Tx(&'a mut sqlx::PgConnection),
+}
+
 async fn effects(
-    conn: &mut sqlx::PgConnection,
+    mut db: Reader<'_>,
     changes: &[Change],
     raw: Vec<Raw>,
 ) -> sqlx::Result<Vec<AppResult<Effect>>> {
@@ -560,8 +566,11 @@ async fn effects(
         let mut ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
         ids.sort();
         ids.dedup();
-        let read: HashMap<Uuid, Message> = messages::read_many(&mut *conn, &ids)
-            .await?
+        let read = match &mut db {
+            Reader::Pool(pool) => messages::read_many(*pool, &ids).await?,
+            Reader::Tx(conn) => messages::read_many(&mut **conn, &ids).await?,
+        };
+        let read: HashMap<Uuid, Message> = read
             .into_iter()
             .map(|m| (m.id, m))
             .collect();
@@ -571,7 +580,10 @@ async fn effects(
         let mine = if wanted.is_empty() {
             HashMap::new()
         } else {
-            reactions::mine(&mut *conn, &wanted).await?
+            match &mut db {
+                Reader::Pool(pool) => reactions::mine(*pool, &wanted).await?,
+                Reader::Tx(conn) => reactions::mine(&mut **conn, &wanted).await?,
+            }
         };
         (read, mine)
     };

@@ -476,9 +476,11 @@ pub async fn insert_batch(
         .map(|m| m.reply_to.as_ref().map(|r| r.id))
         .collect();
     let roots: Vec<Option<Uuid>> = sent.iter().map(|m| m.thread_root_id).collect();
-    let metadata: Vec<serde_json::Value> = sent
+    // Empty metadata (nearly every message) goes as null, stored as the column's `{}`: no JSON
+    // to write here and parse there.
+    let metadata: Vec<Option<serde_json::Value>> = sent
         .iter()
-        .map(|m| serde_json::Value::Object(m.metadata.clone()))
+        .map(|m| (!m.metadata.is_empty()).then(|| serde_json::Value::Object(m.metadata.clone())))
         .collect();
     let (mention_of, mentioned): (Vec<Uuid>, Vec<Uuid>) = sent
         .iter()
@@ -541,7 +543,7 @@ pub async fn insert_batch(
                       r.first_rev_before + 1 - f.revs
                           + sum(f.revs) over (partition by f.room_id order by f.ord),
                       f.sender_id, f.body, f.client_id, f.reply_to, f.thread_root_id,
-                      f.metadata
+                      coalesce(f.metadata, '{}')
                from fresh f join reserved r on r.id = f.room_id
                returning id, workspace_id, room_id, seq, rev, body, client_id, created_at,
                          sender_id, thread_root_id
@@ -582,7 +584,7 @@ pub async fn insert_batch(
         &room_ids,
         &replies as &[Option<Uuid>],
         &roots as &[Option<Uuid>],
-        &metadata,
+        &metadata as &[Option<serde_json::Value>],
         &mention_of,
         &mentioned,
     )

@@ -405,10 +405,13 @@ impl Batches {
     /// need are read back, and each change's effect made.
     async fn try_commit(&self, changes: &[Change]) -> sqlx::Result<Vec<AppResult<Effect>>> {
         self.metrics.writer_statements.inc();
+        // Plain messages (no thread reply, no mention) need one statement, committed alone.
         let only_sends: Option<Vec<NewMessage>> = changes
             .iter()
             .map(|c| match c {
-                Change::Send(m) => Some(m.clone()),
+                Change::Send(m) if m.thread_root_id.is_none() && m.mentions.is_empty() => {
+                    Some(m.clone())
+                }
                 _ => None,
             })
             .collect();
@@ -429,6 +432,14 @@ impl Batches {
                 Change::Send(_) => {
                     let batch: Vec<NewMessage> = run.iter().filter_map(as_send).collect();
                     let out = messages::insert_batch(&mut *tx, &batch).await?;
+                    let stored: Vec<&Message> = out
+                        .iter()
+                        .filter_map(|o| match o {
+                            BatchOutcome::New(m) => Some(&**m),
+                            _ => None,
+                        })
+                        .collect();
+                    messages::threads_and_mentions(&mut *tx, &stored).await?;
                     raw.extend(out.into_iter().map(Raw::Sent));
                 }
                 Change::Edit(_) => {
@@ -570,10 +581,7 @@ async fn effects(
             Reader::Pool(pool) => messages::read_many(*pool, &ids).await?,
             Reader::Tx(conn) => messages::read_many(&mut **conn, &ids).await?,
         };
-        let read: HashMap<Uuid, Message> = read
-            .into_iter()
-            .map(|m| (m.id, m))
-            .collect();
+        let read: HashMap<Uuid, Message> = read.into_iter().map(|m| (m.id, m)).collect();
         wanted.retain(|w| w.1 != nobody);
         wanted.sort();
         wanted.dedup();

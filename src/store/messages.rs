@@ -206,7 +206,7 @@ pub async fn page(
             concat!(
                 select_messages!("$1"),
                 "from message_view v ",
-                "where v.thread_root_id = $6 and v.room_id = $2 and v.workspace_id = $3 \
+                "where v.thread_root_id = $2 and v.workspace_id = $3 \
                  and v.seq > $4 order by v.seq asc limit $5"
             ),
             after,
@@ -215,26 +215,28 @@ pub async fn page(
             concat!(
                 select_messages!("$1"),
                 "from message_view v ",
-                "where v.thread_root_id = $6 and v.room_id = $2 and v.workspace_id = $3 \
+                "where v.thread_root_id = $2 and v.workspace_id = $3 \
                  and v.seq < $4 order by v.seq desc limit $5"
             ),
             before.unwrap_or(i64::MAX),
         ),
     };
-    let root = match timeline {
-        Timeline::Thread(root) => Some(root),
-        Timeline::Room => None,
+    // A thread page is a walk of `(thread_root_id, seq)` alone: every reply is in its root's
+    // room (checked when it was sent), and the caller has checked that the root is in this
+    // room. (With the room in the condition too, Postgres would rather AND two bitmaps and sort
+    // the whole thread.)
+    let key = match timeline {
+        Timeline::Thread(root) => root,
+        Timeline::Room => room_id,
     };
-    let mut query = sqlx::query_as::<_, ViewRow>(sql)
+    let mut rows = sqlx::query_as::<_, ViewRow>(sql)
         .bind(viewer)
-        .bind(room_id)
+        .bind(key)
         .bind(ws.as_uuid())
         .bind(bound)
-        .bind(limit + 1);
-    if let Some(root) = root {
-        query = query.bind(root);
-    }
-    let mut rows = query.fetch_all(db).await?;
+        .bind(limit + 1)
+        .fetch_all(db)
+        .await?;
     // The extra row, if any, lies beyond the page in the walking direction.
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -445,9 +447,10 @@ pub enum BatchOutcome {
 ///   cannot deadlock) and each room's `last_seq` moves up by its count of new messages, its
 ///   `last_rev` by one per message and one more per thread reply (the root's new summary);
 /// - the new messages are inserted with `insert ... select from unnest`, numbered after the
-///   reserved block in batch order within each room; a thread reply takes rev `r` and its root
-///   `r + 1` (the root ends with the rev of its last reply's summary);
-/// - thread roots get their new summaries, and mentions their rows.
+///   reserved block in batch order within each room; a thread reply takes rev `r` and leaves
+///   `r + 1` to its root, whose new summary `threads_and_mentions` stores next, in the same
+///   transaction (a batch with thread replies or mentions is never committed by this statement
+///   alone).
 ///
 /// Repeats of a `client_id` within the batch are answered with the first copy. A unique violation (a concurrent copy of a `client_id` on
 /// another node) fails the whole statement, which uses up no seq; the writer then stores the
@@ -482,10 +485,6 @@ pub async fn insert_batch(
         .iter()
         .map(|m| (!m.metadata.is_empty()).then(|| serde_json::Value::Object(m.metadata.clone())))
         .collect();
-    let (mention_of, mentioned): (Vec<Uuid>, Vec<Uuid>) = sent
-        .iter()
-        .flat_map(|m| m.mentions.iter().map(|u| (m.id, u.id)))
-        .unzip();
     // The rooms to lock, by primary key.
     let mut room_ids = rooms.clone();
     room_ids.sort();
@@ -547,23 +546,6 @@ pub async fn insert_batch(
                from fresh f join reserved r on r.id = f.room_id
                returning id, workspace_id, room_id, seq, rev, body, client_id, created_at,
                          sender_id, thread_root_id
-           ), threads as (
-               update messages t
-               set thread_reply_count = t.thread_reply_count + c.n,
-                   thread_last_reply_at = c.last_at, thread_last_reply_seq = c.last_seq,
-                   rev = c.last_rev + 1
-               from (select thread_root_id, count(*) as n, max(created_at) as last_at,
-                            max(seq) as last_seq, max(rev) as last_rev
-                     from inserted where thread_root_id is not null
-                     group by thread_root_id) c
-               where t.id = c.thread_root_id
-               returning t.id
-           ), mentioned as (
-               insert into mentions (message_id, user_id, workspace_id, room_id, seq)
-               select p.message_id, p.user_id, i.workspace_id, i.room_id, i.seq
-               from unnest($10::uuid[], $11::uuid[]) as p(message_id, user_id)
-               join inserted i on i.id = p.message_id
-               returning message_id
            )
            select s.id as "input_id!", false as "refused!", false as "duplicate!",
                   s.id as "id?", s.seq as "seq?", s.rev as "rev?",
@@ -585,8 +567,6 @@ pub async fn insert_batch(
         &replies as &[Option<Uuid>],
         &roots as &[Option<Uuid>],
         &metadata as &[Option<serde_json::Value>],
-        &mention_of,
-        &mentioned,
     )
     .fetch_all(db)
     .await?;
@@ -661,6 +641,51 @@ pub async fn insert_batch(
             None => by_input.get(&m.id).cloned().unwrap_or(BatchOutcome::NoRoom),
         })
         .collect())
+}
+
+/// What `insert_batch` leaves to a second statement of the same transaction, for the messages
+/// it stored new: each thread root's new summary (and the rev its last reply left it), and the
+/// mention rows. Kept apart so that the plain batch statement, which nearly every batch is,
+/// does not carry (and open the tables and indexes of) two more data-modifying steps.
+pub async fn threads_and_mentions(
+    db: impl PgExecutor<'_>,
+    stored: &[&Message],
+) -> sqlx::Result<()> {
+    let replies: Vec<Uuid> = stored
+        .iter()
+        .filter(|m| m.thread_root_id.is_some())
+        .map(|m| m.id)
+        .collect();
+    let (mention_of, mentioned): (Vec<Uuid>, Vec<Uuid>) = stored
+        .iter()
+        .flat_map(|m| m.mentions.iter().map(|u| (m.id, u.id)))
+        .unzip();
+    if replies.is_empty() && mention_of.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"with threads as (
+               update messages t
+               set thread_reply_count = t.thread_reply_count + c.n,
+                   thread_last_reply_at = c.last_at, thread_last_reply_seq = c.last_seq,
+                   rev = c.last_rev + 1
+               from (select r.thread_root_id, count(*) as n, max(r.created_at) as last_at,
+                            max(r.seq) as last_seq, max(r.rev) as last_rev
+                     from messages r where r.id = any($1)
+                     group by r.thread_root_id) c
+               where t.id = c.thread_root_id
+           )
+           insert into mentions (message_id, user_id, workspace_id, room_id, seq)
+           select p.message_id, p.user_id, m.workspace_id, m.room_id, m.seq
+           from unnest($2::uuid[], $3::uuid[]) as p(message_id, user_id)
+           join messages m on m.id = p.message_id"#,
+        &replies,
+        &mention_of,
+        &mentioned,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// An edit to store as part of a batch.

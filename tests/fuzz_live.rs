@@ -35,7 +35,7 @@ fn count_panics() {
     });
 }
 
-const EVENTS: [&str; 12] = [
+const EVENTS: [&str; 15] = [
     "joinRoom",
     "joinPrivateRoom",
     "leaveRoom",
@@ -45,6 +45,9 @@ const EVENTS: [&str; 12] = [
     "markRead",
     "typing",
     "listOnline",
+    "editMessage",
+    "deleteMessage",
+    "react",
     "connect",
     "disconnect",
     "",
@@ -77,6 +80,13 @@ fn random_json(rng: &mut StdRng, depth: u32) -> Value {
                 "limit",
                 "seq",
                 "typing",
+                "id",
+                "emoji",
+                "on",
+                "since_rev",
+                "reply_to",
+                "thread_root_id",
+                "metadata",
                 "x",
             ];
             let mut map = serde_json::Map::new();
@@ -206,6 +216,25 @@ async fn random_requests_to_every_route_get_contract_answers() {
     let carl = app.register("carl").await;
     let room = app.create_room(&ann, "fuzzed", "private").await;
     let room_id = room["id"].as_str().unwrap().to_owned();
+    app.seed_messages(&room, &ann, 3).await;
+    let page = app
+        .get(&format!("/api/rooms/{room_id}/messages"), Some(&ann.access))
+        .await;
+    let seeded: Vec<String> = page.ok(200)["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    // Message ids (and things that are not), and emoji as a path carries them.
+    let mids = [
+        seeded[0].clone(),
+        seeded[1].clone(),
+        seeded[2].clone(),
+        room_id.clone(),
+        "not-a-uuid".into(),
+    ];
+    let emoji = ["%F0%9F%91%8D", "x", "%20", "%00", "a%0Ab", "%E2%80%AE"];
     // Mostly real ids, so that requests get past routing into the handlers.
     let ids = [
         room_id.clone(),
@@ -216,7 +245,7 @@ async fn random_requests_to_every_route_get_contract_answers() {
         "%00".into(),
     ];
     // Every route with the methods it has.
-    let routes: [(&str, &[Method]); 20] = [
+    let routes: [(&str, &[Method]); 24] = [
         ("/api/auth/register", &[Method::POST]),
         ("/api/workspace", &[Method::GET]),
         ("/api/workspaces", &[Method::POST]),
@@ -237,6 +266,16 @@ async fn random_requests_to_every_route_get_contract_answers() {
             &[Method::PUT, Method::DELETE],
         ),
         ("/api/rooms/{id}/messages", &[Method::GET]),
+        (
+            "/api/rooms/{id}/messages/{mid}",
+            &[Method::GET, Method::PATCH, Method::DELETE],
+        ),
+        (
+            "/api/rooms/{id}/messages/{mid}/reactions/{emoji}",
+            &[Method::PUT, Method::DELETE],
+        ),
+        ("/api/rooms/{id}/threads/{mid}/messages", &[Method::GET]),
+        ("/api/rooms/{id}/changes", &[Method::GET]),
         ("/api/rooms/{id}/read", &[Method::PUT]),
         ("/api/direct/{uid}", &[Method::POST]),
         ("/api/admin/users/{uid}/disable", &[Method::POST]),
@@ -257,9 +296,12 @@ async fn random_requests_to_every_route_get_contract_answers() {
         let (route, its_methods) = routes.choose(&mut rng).unwrap();
         let mut path = route.replace("{id}", ids.choose(&mut rng).unwrap());
         path = path.replace("{uid}", ids.choose(&mut rng).unwrap());
+        path = path.replace("{mid}", mids.choose(&mut rng).unwrap());
+        path = path.replace("{emoji}", emoji.choose(&mut rng).unwrap());
         if rng.gen_bool(0.3) {
+            let cursor = ["before", "after", "after_rev"].choose(&mut rng).unwrap();
             path.push_str(&format!(
-                "?before={}&limit={}",
+                "?{cursor}={}&limit={}",
                 urlencode(&random_text(&mut rng)),
                 rng.gen_range(-5..300)
             ));
@@ -272,7 +314,8 @@ async fn random_requests_to_every_route_get_contract_answers() {
                 let mut b = json!({"username": "x", "password": "password-1", "name": "r",
                     "visibility": "public", "topic": "t", "role": "member", "seq": 1,
                     "display_name": "d", "refresh_token": "r",
-                    "current_password": "password-1", "new_password": "password-2"});
+                    "current_password": "password-1", "new_password": "password-2",
+                    "body": "edited", "metadata": {"k": 1}});
                 let key = [
                     "username",
                     "password",
@@ -282,6 +325,8 @@ async fn random_requests_to_every_route_get_contract_answers() {
                     "role",
                     "seq",
                     "display_name",
+                    "body",
+                    "metadata",
                 ]
                 .choose(&mut rng)
                 .unwrap();

@@ -571,6 +571,10 @@ async fn effects(
             _ => {}
         }
     }
+    // Set when a read on the pool failed. That batch is committed already: its error must not
+    // reach `Batches::commit`, which would store the batch again; only the answers that needed
+    // the read fail (`unavailable`: a resend with the same `client_id` is safe).
+    let mut read_failed = false;
     let (read, mine) = if wanted.is_empty() {
         (HashMap::new(), HashMap::new())
     } else {
@@ -578,7 +582,13 @@ async fn effects(
         ids.sort();
         ids.dedup();
         let read = match &mut db {
-            Reader::Pool(pool) => messages::read_many(*pool, &ids).await?,
+            Reader::Pool(pool) => messages::read_many(*pool, &ids)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "reading back committed messages failed");
+                    read_failed = true;
+                    Vec::new()
+                }),
             Reader::Tx(conn) => messages::read_many(&mut **conn, &ids).await?,
         };
         let read: HashMap<Uuid, Message> = read.into_iter().map(|m| (m.id, m)).collect();
@@ -589,7 +599,11 @@ async fn effects(
             HashMap::new()
         } else {
             match &mut db {
-                Reader::Pool(pool) => reactions::mine(*pool, &wanted).await?,
+                Reader::Pool(pool) => reactions::mine(*pool, &wanted).await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "reading back reactions failed");
+                    read_failed = true;
+                    HashMap::new()
+                }),
                 Reader::Tx(conn) => reactions::mine(&mut **conn, &wanted).await?,
             }
         };
@@ -597,7 +611,14 @@ async fn effects(
     };
     // A message as `viewer` reads it: with their own reactions.
     let read = |id: Uuid, viewer: Uuid| -> AppResult<Message> {
-        let mut message = read.get(&id).cloned().ok_or_else(no_message)?;
+        let missing = || {
+            if read_failed {
+                AppError::Unavailable("the database")
+            } else {
+                no_message()
+            }
+        };
+        let mut message = read.get(&id).cloned().ok_or_else(missing)?;
         message.my_reactions = Some(mine.get(&(id, viewer)).cloned().unwrap_or_default());
         Ok(message)
     };

@@ -194,8 +194,19 @@ async fn a_socket_that_falls_behind_is_disconnected() {
                 .await,
         );
     }
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
-    let text = metrics.text().await.unwrap();
+    // Delivery follows the acks on a task of its own: the last deliveries (and with them the
+    // overflow) may come a moment after the last ack.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        if text.contains("huddle_slow_consumers_total 1\n")
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         text.contains("huddle_slow_consumers_total 1\n"),
         "slow consumer not counted: {text}"

@@ -120,7 +120,7 @@ pub(crate) async fn open_account(
         NewUser {
             username: &account.username,
             display_name: &account.display_name,
-            password_hash: &account.password_hash,
+            password_hash: Some(&account.password_hash),
             is_admin,
         },
     )
@@ -173,7 +173,7 @@ pub async fn login(
         None => None,
     };
     let (hash, found) = match found {
-        Some(c) => (Some(c.password_hash.clone()), Some(c)),
+        Some(c) => (c.password_hash.clone(), Some(c)),
         None => (None, None),
     };
     if !state.passwords.verify(password, hash).await? {
@@ -195,7 +195,7 @@ pub async fn login(
 }
 
 /// Starts a session for `user` and issues its first token pair.
-async fn open_session(
+pub(crate) async fn open_session(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     user: &User,
@@ -413,7 +413,7 @@ pub async fn create_or_update_user_in(
         NewUser {
             username,
             display_name: username,
-            password_hash: &hash,
+            password_hash: Some(&hash),
             is_admin: admin,
         },
     )

@@ -9,10 +9,19 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     error::{AppError, AppResult},
-    store::{self, audit, sessions::RevokeReason},
+    store::{
+        self,
+        audit::{self, By},
+        sessions::RevokeReason,
+    },
 };
 
-async fn require_admin(state: &AppState, caller: &AuthUser, action: &str) -> AppResult<()> {
+/// Lets admins through; refuses anyone else, with a line in the audit log (a few a minute).
+pub(crate) async fn require_admin(
+    state: &AppState,
+    caller: &AuthUser,
+    action: &str,
+) -> AppResult<()> {
     if caller.user.is_admin {
         return Ok(());
     }
@@ -39,54 +48,70 @@ pub async fn disable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppR
             "you cannot disable your own account".into(),
         ));
     }
-    let ws = caller.workspace();
-    let mut tx = state.db.begin().await?;
-    let changed = store::users::set_disabled(&mut *tx, ws, user_id, true)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user".into()))?;
-    // Revoke even when already disabled: it costs nothing and leaves no doubt.
-    let revoked = store::sessions::revoke_all_of_user(
-        &mut *tx,
-        ws,
+    set_disabled(
+        state,
+        caller.workspace(),
         user_id,
-        None,
-        RevokeReason::UserDisabled,
+        true,
+        By::User(caller.id()),
     )
     .await?;
-    if changed {
-        audit::record(
-            &mut *tx,
-            ws,
-            audit::Entry::new(audit::Action::UserDisabled)
-                .actor(caller.id())
-                .target(user_id)
-                .detail(json!({ "sessions_revoked": revoked.len() })),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    state.realtime.disconnect_user(user_id).await;
     tracing::info!(user.id = %user_id, admin.id = %caller.id(), "user disabled");
     Ok(())
 }
 
 pub async fn enable(state: &AppState, caller: &AuthUser, user_id: Uuid) -> AppResult<()> {
     require_admin(state, caller, "enable_user").await?;
-    let ws = caller.workspace();
+    set_disabled(
+        state,
+        caller.workspace(),
+        user_id,
+        false,
+        By::User(caller.id()),
+    )
+    .await
+}
+
+/// Disables (revoking every session, disconnecting every socket on every node) or enables a
+/// user of `ws`: the one rule behind the admin routes and the server API's.
+pub(crate) async fn set_disabled(
+    state: &AppState,
+    ws: crate::workspaces::WorkspaceId,
+    user_id: Uuid,
+    disabled: bool,
+    by: By,
+) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    let changed = store::users::set_disabled(&mut *tx, ws, user_id, false)
+    let changed = store::users::set_disabled(&mut *tx, ws, user_id, disabled)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user".into()))?;
+    // Revoke even when already disabled: it costs nothing and leaves no doubt.
+    let revoked = if disabled {
+        store::sessions::revoke_all_of_user(&mut *tx, ws, user_id, None, RevokeReason::UserDisabled)
+            .await?
+    } else {
+        Vec::new()
+    };
     if changed {
-        audit::record(
-            &mut *tx,
-            ws,
-            audit::Entry::new(audit::Action::UserEnabled)
-                .actor(caller.id())
-                .target(user_id),
-        )
-        .await?;
+        let action = if disabled {
+            audit::Action::UserDisabled
+        } else {
+            audit::Action::UserEnabled
+        };
+        let detail = if disabled {
+            json!({ "sessions_revoked": revoked.len() })
+        } else {
+            json!({})
+        };
+        let entry = audit::Entry::new(action)
+            .target(user_id)
+            .detail(detail)
+            .by(by);
+        audit::record(&mut *tx, ws, entry).await?;
     }
     tx.commit().await?;
+    if disabled {
+        state.realtime.disconnect_user(user_id).await;
+    }
     Ok(())
 }

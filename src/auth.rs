@@ -1,5 +1,6 @@
 //! Who is calling: one verification for REST requests and Socket.IO handshakes alike.
 
+pub mod api_key;
 pub mod password;
 pub mod token;
 

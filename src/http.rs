@@ -7,6 +7,7 @@ pub mod messages;
 pub mod ops;
 pub mod oversize;
 pub mod rooms;
+pub mod server;
 pub mod workspaces;
 
 use axum::Router;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
             .merge(rooms::router())
             .merge(messages::router())
             .merge(admin::router())
-            .merge(workspaces::router()),
+            .merge(workspaces::router())
+            .nest("/server", server::router()),
     )
 }

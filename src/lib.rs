@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api_keys;
 pub mod app;
 pub mod auth;
 pub mod cluster;
@@ -17,9 +18,11 @@ pub mod limits;
 pub mod mentions;
 pub mod messages;
 pub mod metrics;
+pub mod provisioning;
 pub mod quotas;
 pub mod realtime;
 pub mod rooms;
+pub mod server_api;
 pub mod store;
 pub mod telemetry;
 pub mod validate;

@@ -1,10 +1,11 @@
-//! The `huddle` command: `serve` (the default), `migrate`, `workspace create` and `user create`.
+//! The `huddle` command: `serve` (the default), `migrate`, `workspace create`, `user create` and
+//! `api-key create`.
 
 use std::{io::Read, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use huddle::{
-    accounts,
+    accounts, api_keys,
     app::{self, AppState},
     config::Config,
     store, telemetry, workspaces,
@@ -36,6 +37,27 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage API keys of the server API.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key and print its secret (the only line on standard output, shown this once).
+    Create {
+        /// The slug of the workspace the key acts in.
+        #[arg(long, default_value = workspaces::DEFAULT_SLUG, conflicts_with = "platform")]
+        workspace: String,
+        /// A platform key: it may create workspaces and act in any (Huddle-Workspace header).
+        #[arg(long)]
+        platform: bool,
+        /// What the key is for (1-64 characters).
+        #[arg(long, default_value = "cli")]
+        name: String,
     },
 }
 
@@ -76,7 +98,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let logs_to = match cli.command {
+        None | Some(Command::Serve) => telemetry::Output::Stdout,
+        Some(_) => telemetry::Output::Stderr,
+    };
+    telemetry::init_to(config.log_format, logs_to);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -99,6 +125,14 @@ fn main() -> ExitCode {
                         workspace,
                     },
             } => create_user(config, &workspace, &username, admin).await,
+            Command::ApiKey {
+                command:
+                    ApiKeyCommand::Create {
+                        workspace,
+                        platform,
+                        name,
+                    },
+            } => create_api_key(config, (!platform).then_some(workspace), &name).await,
         }
     });
     match result {
@@ -170,6 +204,38 @@ async fn create_user(
         user.username,
         user.id,
         if user.is_admin { ", admin" } else { "" }
+    );
+    Ok(())
+}
+
+async fn create_api_key(
+    config: Config,
+    workspace: Option<String>,
+    name: &str,
+) -> anyhow::Result<()> {
+    let state = AppState::connect(config).await?;
+    let ws = match &workspace {
+        None => None,
+        Some(slug) => Some(
+            workspaces::resolve(&state, Some(slug))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("no workspace with the slug '{slug}'"))?,
+        ),
+    };
+    let created = api_keys::create(&state, ws, name, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The secret alone on standard output, so that a script can capture it; the rest to stderr.
+    println!("{}", created.secret);
+    eprintln!(
+        "API key {} ({}) created{}; keep the secret: it is not shown again",
+        created.key.id,
+        created.key.prefix,
+        match &workspace {
+            Some(slug) => format!(" for workspace {slug}"),
+            None => " (platform key)".to_owned(),
+        }
     );
     Ok(())
 }

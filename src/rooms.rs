@@ -14,9 +14,10 @@ use crate::{
     auth::AuthUser,
     error::{AppError, AppResult},
     store::{
-        self, audit,
+        self,
+        audit::{self, By},
         members::{Member, Role},
-        messages::{History, Message, Page, Timeline},
+        messages::{History, JsonObject, Message, Page, Timeline},
         rooms::{MyRoom, Room, RoomAccess, RoomRef, Visibility},
         users::{User, UserRef},
     },
@@ -176,44 +177,95 @@ pub async fn create(
     topic: Option<&str>,
     metadata: Option<serde_json::Value>,
 ) -> AppResult<Room> {
-    validate::room_name("name", name)?;
-    if visibility == Visibility::Direct {
-        // Direct rooms are made by `direct`, never by name.
-        return Err(AppError::invalid_field(
-            "visibility",
-            "must be \"public\" or \"private\"",
-        ));
-    }
-    let topic = validate::topic("topic", topic)?;
-    let metadata = metadata
-        .map(|m| validate::metadata("metadata", m))
-        .transpose()?
-        .unwrap_or_default();
+    let new = NewRoom::checked(name, visibility, topic, metadata)?;
     state.quotas.new_room(caller.id()).await?;
-    let ws = caller.workspace();
+    let owner = [(caller.id(), Role::Owner)];
+    let room = insert(
+        state,
+        caller.workspace(),
+        new,
+        &owner,
+        By::User(caller.id()),
+    )
+    .await?;
+    tracing::info!(room.id = %room.id, user.id = %caller.id(), "room created");
+    Ok(room)
+}
+
+/// A room to create, checked against the contract's bounds.
+pub(crate) struct NewRoom {
+    name: String,
+    visibility: Visibility,
+    topic: Option<String>,
+    metadata: JsonObject,
+}
+
+impl NewRoom {
+    pub(crate) fn checked(
+        name: &str,
+        visibility: Visibility,
+        topic: Option<&str>,
+        metadata: Option<serde_json::Value>,
+    ) -> AppResult<Self> {
+        validate::room_name("name", name)?;
+        if visibility == Visibility::Direct {
+            // Direct rooms are made by `direct`, never by name.
+            return Err(AppError::invalid_field(
+                "visibility",
+                "must be \"public\" or \"private\"",
+            ));
+        }
+        Ok(NewRoom {
+            name: name.to_owned(),
+            visibility,
+            topic: validate::topic("topic", topic)?,
+            metadata: metadata
+                .map(|m| validate::metadata("metadata", m))
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Stores a new room of `ws` with its first members (the owner among them, if it has one), in
+/// one transaction: a taken name leaves nothing behind. `created_by` is the owner.
+pub(crate) async fn insert(
+    state: &AppState,
+    ws: WorkspaceId,
+    new: NewRoom,
+    members: &[(Uuid, Role)],
+    by: By,
+) -> AppResult<Room> {
+    let owner = members.iter().find(|m| m.1 == Role::Owner).map(|m| m.0);
+    let added_by = match by {
+        By::User(id) => Some(id),
+        By::ApiKey(_) => None,
+    };
     let mut tx = state.db.begin().await?;
     let room = store::rooms::create(
         &mut *tx,
         ws,
-        name,
-        visibility,
-        topic.as_deref(),
-        &metadata,
-        Some(caller.id()),
+        &new.name,
+        new.visibility,
+        new.topic.as_deref(),
+        &new.metadata,
+        owner,
     )
     .await?;
-    store::members::upsert(&mut *tx, ws, room.id, caller.id(), Role::Owner, None).await?;
+    for &(user, role) in members {
+        let added_by = if role == Role::Owner { None } else { added_by };
+        store::members::upsert(&mut *tx, ws, room.id, user, role, added_by).await?;
+    }
     audit::record(
         &mut *tx,
         ws,
         audit::Entry::new(audit::Action::RoomCreated)
-            .actor(caller.id())
             .room(Some(room.id), &room.name)
-            .detail(json!({ "visibility": visibility })),
+            .detail(json!({ "visibility": new.visibility, "members": members.len() }))
+            .by(by),
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(room.id = %room.id, user.id = %caller.id(), "room created");
     Ok(room)
 }
 
@@ -295,26 +347,46 @@ pub async fn delete(state: &AppState, caller: &AuthUser, room_id: Uuid) -> AppRe
         require(state, caller, &access, owner, "delete_room").await?;
         access
     };
-    let ws = caller.workspace();
-    purge_messages(state, ws, &access.room).await?;
+    let as_admin = access.role != Some(Role::Owner);
+    apply_delete(
+        state,
+        caller.workspace(),
+        &access.room,
+        By::User(caller.id()),
+        as_admin,
+    )
+    .await?;
+    tracing::info!(room.id = %room_id, user.id = %caller.id(), "room deleted");
+    Ok(())
+}
+
+/// Deletes a room that may be deleted: its messages a chunk at a time, then the room, with its
+/// audit line; its sockets, on every node, get `removed` with reason `room_deleted`.
+pub(crate) async fn apply_delete(
+    state: &AppState,
+    ws: WorkspaceId,
+    room: &Room,
+    by: By,
+    as_admin: bool,
+) -> AppResult<()> {
+    purge_messages(state, ws, room).await?;
     let mut tx = state.db.begin().await?;
-    if !store::rooms::delete(&mut *tx, ws, room_id).await? {
+    if !store::rooms::delete(&mut *tx, ws, room.id).await? {
         return Err(AppError::not_found());
     }
     audit::record(
         &mut *tx,
         ws,
         audit::Entry::new(audit::Action::RoomDeleted)
-            .actor(caller.id())
-            .room(Some(room_id), &access.room.name)
-            .detail(json!({ "as_admin": access.role != Some(Role::Owner) })),
+            .room(Some(room.id), &room.name)
+            .detail(json!({ "as_admin": as_admin }))
+            .by(by),
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(room.id = %room_id, user.id = %caller.id(), "room deleted");
     state
         .realtime
-        .remove_all(&RoomRef::from(&access.room), Removal::RoomDeleted)
+        .remove_all(&RoomRef::from(room), Removal::RoomDeleted)
         .await;
     Ok(())
 }
@@ -376,10 +448,34 @@ pub async fn grant(
     let allowed =
         current != Some(Role::Owner) && (access.role == Some(Role::Owner) || !touches_moderator);
     require(state, caller, &access, allowed, "grant_member").await?;
+    apply_grant(
+        state,
+        ws,
+        &access.room,
+        user_id,
+        role,
+        current,
+        By::User(caller.id()),
+    )
+    .await
+}
 
+/// Stores a grant that was allowed: the member row and, when something changed, its audit line.
+pub(crate) async fn apply_grant(
+    state: &AppState,
+    ws: WorkspaceId,
+    room: &Room,
+    user_id: Uuid,
+    role: Role,
+    current: Option<Role>,
+    by: By,
+) -> AppResult<Member> {
+    let added_by = match by {
+        By::User(id) => Some(id),
+        By::ApiKey(_) => None,
+    };
     let mut tx = state.db.begin().await?;
-    let member =
-        store::members::upsert(&mut *tx, ws, room_id, user_id, role, Some(caller.id())).await?;
+    let member = store::members::upsert(&mut *tx, ws, room.id, user_id, role, added_by).await?;
     let action = match current {
         None => Some(audit::Action::MemberGranted),
         Some(old) if old != role => Some(audit::Action::RoleChanged),
@@ -390,10 +486,10 @@ pub async fn grant(
             &mut *tx,
             ws,
             audit::Entry::new(action)
-                .actor(caller.id())
                 .target(user_id)
-                .room(Some(room_id), &access.room.name)
-                .detail(json!({ "role": role, "previous_role": current })),
+                .room(Some(room.id), &room.name)
+                .detail(json!({ "role": role, "previous_role": current }))
+                .by(by),
         )
         .await?;
     }
@@ -446,25 +542,47 @@ pub async fn remove_member(
     )
     .await?;
     let user = find_user(state, caller, user_id).await?;
+    apply_removal(
+        state,
+        ws,
+        &access.room,
+        &user,
+        target,
+        removal,
+        By::User(caller.id()),
+    )
+    .await
+}
 
+/// Carries out a removal that was allowed: the row, its audit line, and every live socket of the
+/// user, on every node, told (`removed`) and taken out of the room.
+pub(crate) async fn apply_removal(
+    state: &AppState,
+    ws: WorkspaceId,
+    room: &Room,
+    user: &User,
+    role: Role,
+    removal: Removal,
+    by: By,
+) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    if !store::members::remove(&mut *tx, ws, room_id, user_id).await? {
+    if !store::members::remove(&mut *tx, ws, room.id, user.id).await? {
         return Err(AppError::NotFound("no such member".into()));
     }
     audit::record(
         &mut *tx,
         ws,
         audit::Entry::new(audit::Action::MemberRemoved)
-            .actor(caller.id())
-            .target(user_id)
-            .room(Some(room_id), &access.room.name)
-            .detail(json!({ "reason": removal, "role": target })),
+            .target(user.id)
+            .room(Some(room.id), &room.name)
+            .detail(json!({ "reason": removal, "role": role }))
+            .by(by),
     )
     .await?;
     tx.commit().await?;
     state
         .realtime
-        .remove_member(&RoomRef::from(&access.room), &UserRef::from(&user), removal)
+        .remove_member(&RoomRef::from(room), &UserRef::from(user), removal)
         .await;
     Ok(())
 }

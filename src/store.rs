@@ -2,6 +2,7 @@
 //! ping below. Functions take `impl PgExecutor` where they may run on the pool or inside a
 //! caller's transaction.
 
+pub mod api_keys;
 pub mod audit;
 pub mod members;
 pub mod mentions;

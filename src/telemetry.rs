@@ -50,15 +50,34 @@ fn filtered(
         .with(client_traffic_cap(most))
 }
 
+/// Where log lines go: the server logs to standard output (where a container's logs are read);
+/// the one-shot commands to standard error, so that what they print for scripts (a secret, a
+/// workspace as JSON) is alone on standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Stderr,
+}
+
 pub fn init(format: LogFormat) {
+    init_to(format, Output::Stdout)
+}
+
+pub fn init_to(format: LogFormat, output: Output) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     let registry = filtered(filter);
+    let writer = move || -> Box<dyn std::io::Write> {
+        match output {
+            Output::Stdout => Box::new(std::io::stdout()),
+            Output::Stderr => Box::new(std::io::stderr()),
+        }
+    };
     // try_init: a second call (tests start many apps in one process) is harmless.
     let _ = match format {
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        LogFormat::Text => registry.with(fmt::layer().with_writer(writer)).try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
+            .with(fmt::layer().json().flatten_event(true).with_writer(writer))
             .try_init(),
     };
 }

@@ -146,6 +146,15 @@ pub fn client_id(field: &str, value: Option<String>) -> Result<Option<String>, A
     }
 }
 
+/// The product's own id for a user (server API): 1-128 characters, no control characters. Kept
+/// exactly as given (no trimming): it is the product's key, compared byte for byte.
+pub fn external_id(field: &str, value: &str) -> Result<(), AppError> {
+    if !(1..=128).contains(&char_len(value)) {
+        return Err(AppError::invalid_field(field, "must be 1-128 characters"));
+    }
+    label_chars(field, value)
+}
+
 /// A topic, trimmed: at most 256 characters; empty (or none) means no topic.
 pub fn topic(field: &str, value: Option<&str>) -> Result<Option<String>, AppError> {
     let Some(t) = value.map(str::trim).filter(|t| !t.is_empty()) else {

@@ -76,6 +76,11 @@ pub async fn get(state: &AppState, ws: WorkspaceId) -> AppResult<Workspace> {
         .ok_or_else(AppError::not_found)
 }
 
+/// Every workspace (for platform keys).
+pub async fn list(state: &AppState) -> AppResult<Vec<Workspace>> {
+    Ok(store::workspaces::list(&state.db).await?)
+}
+
 /// Creates a workspace with its `DEFAULT_ROOMS`, inside the caller's transaction, so that a
 /// workspace never exists without them. A taken slug is `409 conflict`.
 pub async fn create_in(
@@ -91,7 +96,7 @@ pub async fn create_in(
     Ok(workspace)
 }
 
-/// Creates a workspace with its `DEFAULT_ROOMS` (`huddle workspace create`).
+/// Creates a workspace with its `DEFAULT_ROOMS` (`huddle workspace create`, the server API).
 pub async fn create(state: &AppState, slug: &str, name: &str) -> AppResult<Workspace> {
     let mut tx = state.db.begin().await?;
     let workspace = create_in(state, &mut tx, slug, name).await?;

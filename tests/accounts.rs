@@ -30,9 +30,22 @@ async fn registering_returns_the_user_and_a_token_pair() {
     )
     .is_ok());
     assert!(created_at.ends_with('Z'), "UTC: {created_at}");
+    // v2 adds external_id, is_bot and metadata (set only through the server API).
+    assert_eq!(
+        (
+            user["external_id"].clone(),
+            user["is_bot"].clone(),
+            user["metadata"].clone()
+        ),
+        (
+            serde_json::Value::Null,
+            serde_json::json!(false),
+            serde_json::json!({})
+        )
+    );
     assert_eq!(
         user.as_object().unwrap().len(),
-        6,
+        9,
         "exactly the contract's user fields: {user}"
     );
     assert_eq!(body["token_type"], "Bearer");

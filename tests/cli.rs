@@ -235,6 +235,68 @@ fn workspace_create_prints_the_workspace_and_user_create_names_one() {
 }
 
 #[test]
+fn api_key_create_prints_only_the_secret_and_stores_its_digest() {
+    let db = Db::new();
+    let create = |args: &[&str]| {
+        huddle()
+            .env("DATABASE_URL", &db.url)
+            .args(["api-key", "create"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = create(&["--name", "crm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let secret = stdout.trim_end();
+    assert!(secret.starts_with("hk_") && secret.len() == 46, "{secret}");
+    // The key is default's, named, stored as the secret's SHA-256 with its prefix in clear.
+    let (row, _) = query_one(
+        &db.url,
+        &format!(
+            "select w.slug || ':' || k.name || ':' || k.prefix, \
+                    k.secret_hash = sha256('{secret}'::bytea) \
+             from api_keys k join workspaces w on w.id = k.workspace_id"
+        ),
+    )
+    .unwrap();
+    assert_eq!(row, format!("default:crm:{}", &secret[..11]));
+    let (hashed, _) = query_one(
+        &db.url,
+        &format!("select 'x', secret_hash = sha256('{secret}'::bytea) from api_keys"),
+    )
+    .map(|(_, ok)| (ok, ()))
+    .unwrap();
+    assert!(hashed);
+
+    let out = create(&["--platform"]);
+    assert!(out.status.success());
+    let (platform, _) = query_one(
+        &db.url,
+        "select count(*)::text, true from api_keys where workspace_id is null and name = 'cli'",
+    )
+    .unwrap();
+    assert_eq!(platform, "1");
+    // An unknown workspace, a bad name, or both scopes at once: refused, nothing printed.
+    for args in [
+        &["--workspace", "nope"][..],
+        &["--name", ""][..],
+        &["--platform", "--workspace", "default"][..],
+    ] {
+        let out = create(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let (count, _) = query_one(&db.url, "select count(*)::text, true from api_keys").unwrap();
+    assert_eq!(count, "2");
+}
+
+#[test]
 fn serve_listens_and_stops_cleanly_on_sigterm() {
     let log = serve_until_sigterm(&[]);
     // Without CORS_ORIGINS any web page may call the API: the operator is told so.

@@ -20,6 +20,8 @@ pub enum Action {
     AccessDenied,
     PasswordChanged,
     RefreshTokenReused,
+    ApiKeyCreated,
+    ApiKeyRevoked,
 }
 
 /// One line of the log. Fields left `None` are written as null.
@@ -65,6 +67,28 @@ impl<'a> Entry<'a> {
         self.detail = detail;
         self
     }
+
+    /// Who did it: a user is the actor; an API key has no user, so its id goes into `detail`
+    /// (`api_key`). Call after `detail`, which replaces the whole object.
+    pub fn by(mut self, by: By) -> Self {
+        match by {
+            By::User(id) => self.actor_id = Some(id),
+            By::ApiKey(id) => {
+                if let Value::Object(detail) = &mut self.detail {
+                    detail.insert("api_key".into(), Value::String(id.to_string()));
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Who made a change: a user (through their own session) or the product's backend (an API key
+/// of the server API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    User(Uuid),
+    ApiKey(Uuid),
 }
 
 /// Writes a line of the log of `ws` (the people it names must be of that workspace).

@@ -4,8 +4,10 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use sqlx::types::Json;
+
 use super::users::User;
-use crate::workspaces::WorkspaceId;
+use crate::{store::messages::JsonObject, workspaces::WorkspaceId};
 
 /// Why a session ended; the values of `sessions.revoked_reason`.
 #[derive(Clone, Copy, Debug, sqlx::Type)]
@@ -53,7 +55,8 @@ pub async fn live_user(
     sqlx::query_as!(
         User,
         r#"select u.id, u.workspace_id as "workspace_id: WorkspaceId", u.username, u.display_name,
-                  u.is_admin, u.created_at
+                  u.is_admin, u.external_id, u.is_bot, u.metadata as "metadata: Json<JsonObject>",
+                  u.created_at
            from sessions s join users u on u.workspace_id = s.workspace_id and u.id = s.user_id
            where s.id = $1 and s.user_id = $2 and s.workspace_id = $3
              and s.revoked_at is null and u.disabled_at is null"#,
@@ -99,7 +102,8 @@ pub async fn rotate(
            where s.refresh_token_hash = $1 and u.workspace_id = s.workspace_id and u.id = s.user_id
              and s.revoked_at is null and s.expires_at > now() and u.disabled_at is null
            returning s.id, u.id as user_id, u.workspace_id as "workspace_id: WorkspaceId",
-                     u.username, u.display_name, u.is_admin, u.created_at"#,
+                     u.username, u.display_name, u.is_admin, u.external_id, u.is_bot,
+                     u.metadata as "metadata: Json<JsonObject>", u.created_at"#,
         old_hash,
         new_hash,
         expires_at,
@@ -123,6 +127,9 @@ pub async fn rotate(
                 username: r.username,
                 display_name: r.display_name,
                 is_admin: r.is_admin,
+                external_id: r.external_id,
+                is_bot: r.is_bot,
+                metadata: r.metadata,
                 created_at: r.created_at,
             },
         });

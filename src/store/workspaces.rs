@@ -50,3 +50,14 @@ pub async fn id_by_slug(db: impl PgExecutor<'_>, slug: &str) -> sqlx::Result<Opt
     .fetch_optional(db)
     .await
 }
+
+/// Every workspace, oldest first.
+pub async fn list(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Workspace>> {
+    sqlx::query_as!(
+        Workspace,
+        r#"select id as "id: WorkspaceId", slug, name, created_at from workspaces
+           order by created_at, id"#,
+    )
+    .fetch_all(db)
+    .await
+}

@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub mod cluster;
 pub mod messages;
 pub mod postgres;
+pub mod server;
 pub mod sio;
 pub mod tenancy;
 

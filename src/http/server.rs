@@ -1,0 +1,18 @@
+//! The server API (`/api/server/*`): what the product's own backend calls with an API key
+//! (`auth::api_key::ServerCaller`). Thin handlers over the same domain functions as the user
+//! routes, so one access rule, one writer and the same live effects hold for both.
+
+pub mod rooms;
+pub mod users;
+pub mod workspaces;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(workspaces::router())
+        .merge(users::router())
+        .merge(rooms::router())
+}

@@ -6,10 +6,11 @@
 //! the cost of a commit (and its fsync) is spread over many; when idle, a change commits alone
 //! and at once. Nothing is acknowledged before its commit.
 //!
-//! A batch of new messages only is one statement (`store::messages::insert_batch`), committed
-//! on its own. Any other batch is one transaction: it first locks the batch's rooms (in id
-//! order, so writers on several nodes cannot deadlock), then stores each run of changes of one
-//! kind with one statement, in queue order, and commits. Because one task commits batches one
+//! Each batch is one transaction. A batch of plain new messages is one statement
+//! (`store::messages::insert_batch`, which locks its rooms as it numbers them). Any other batch
+//! first locks the batch's rooms (in id order, so writers on several nodes cannot deadlock),
+//! then stores each run of changes of one kind with one statement, in queue order. Last come
+//! the batch's events (`events`), then the commit: a committed change always has its events. Because one task commits batches one
 //! after the other, and each room's changes are numbered under its lock, revs are assigned,
 //! acknowledged and announced in commit order, and a socket that enqueues its changes in order
 //! gets them committed in that order.
@@ -22,7 +23,7 @@
 //! reaches a client first is not fixed.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -37,14 +38,17 @@ use uuid::Uuid;
 
 use crate::{
     error::{is_connection_error, AppError, AppResult},
+    events::{self, Kind},
     metrics::Metrics,
     store::{
         self,
+        events::NewEvent,
         messages::{self, BatchOutcome, ChangeOutcome, Delete, Edit, Message, NewMessage, Stored},
         reactions::{self, React, ReactOutcome},
-        rooms::RoomRef,
+        rooms::{Room, RoomRef},
         users::UserRef,
     },
+    workspaces::WorkspaceId,
 };
 
 /// Most changes in one batch.
@@ -311,10 +315,12 @@ async fn deliver_in_order(deliver: Deliver, mut rx: mpsc::Receiver<ToDeliver>) {
     }
 }
 
-/// A change's outcome after its commit, and what it announces.
+/// A change's outcome after its commit, what it announces, and the messages (in their state
+/// after it) that its events show.
 struct Effect {
     applied: Applied,
     announce: Vec<Announcement>,
+    logged: Vec<(events::Kind, Message)>,
 }
 
 /// Commits a batch and answers each sender; returns the announcements, in batch order.
@@ -400,12 +406,14 @@ impl Batches {
         })
     }
 
-    /// One commit of `changes`: new messages alone in one statement; anything else in one
-    /// transaction that locks the rooms first. Then the messages the answers and announcements
-    /// need are read back, and each change's effect made.
+    /// One commit of `changes`, in one transaction: plain new messages in one statement (which
+    /// locks their rooms itself); anything else after locking the rooms first. Then the messages
+    /// the answers, announcements and events need are read back, each change's effect made, and
+    /// the batch's events appended last.
     async fn try_commit(&self, changes: &[Change]) -> sqlx::Result<Vec<AppResult<Effect>>> {
         self.metrics.writer_statements.inc();
-        // Plain messages (no thread reply, no mention) need one statement, committed alone.
+        let mut tx = self.db.begin().await?;
+        // Plain messages (no thread reply, no mention) need one statement.
         let only_sends: Option<Vec<NewMessage>> = changes
             .iter()
             .map(|c| match c {
@@ -416,14 +424,16 @@ impl Batches {
             })
             .collect();
         if let Some(sends) = only_sends {
-            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends)
+            let raw: Vec<Raw> = messages::insert_batch(&mut *tx, &sends)
                 .await?
                 .into_iter()
                 .map(Raw::Sent)
                 .collect();
-            return effects(Reader::Pool(&self.db), changes, raw).await;
+            let effects = effects(&mut tx, changes, raw).await?;
+            record_events(&mut tx, changes, &effects).await?;
+            tx.commit().await?;
+            return Ok(effects);
         }
-        let mut tx = self.db.begin().await?;
         let rooms: Vec<Uuid> = changes.iter().map(Change::room_id).collect();
         store::rooms::lock(&mut tx, &rooms).await?;
         let mut raw = Vec::with_capacity(changes.len());
@@ -459,10 +469,62 @@ impl Batches {
                 }
             }
         }
-        let effects = effects(Reader::Tx(&mut tx), changes, raw).await?;
+        let effects = effects(&mut tx, changes, raw).await?;
+        record_events(&mut tx, changes, &effects).await?;
         tx.commit().await?;
         Ok(effects)
     }
+}
+
+/// Appends the batch's events, as the transaction's last statements: each stored change's
+/// messages with their rooms as they stand after the batch, a workspace at a time in id order
+/// (see `store::events::append`). A deletion also erases its message's text from earlier events.
+async fn record_events(
+    tx: &mut sqlx::PgConnection,
+    changes: &[Change],
+    effects: &[AppResult<Effect>],
+) -> sqlx::Result<()> {
+    let mut room_ids: Vec<Uuid> = Vec::new();
+    let mut deleted: Vec<Uuid> = Vec::new();
+    for (change, effect) in changes.iter().zip(effects) {
+        let Ok(effect) = effect else { continue };
+        if effect.logged.is_empty() {
+            continue;
+        }
+        room_ids.push(change.room_id());
+        if let Change::Delete(d) = change {
+            deleted.push(d.id);
+        }
+    }
+    if room_ids.is_empty() {
+        return Ok(());
+    }
+    room_ids.sort();
+    room_ids.dedup();
+    let rooms: HashMap<Uuid, (WorkspaceId, Room)> =
+        store::rooms::with_workspace(&mut *tx, &room_ids)
+            .await?
+            .into_iter()
+            .map(|(ws, room)| (room.id, (ws, room)))
+            .collect();
+    let mut by_workspace: BTreeMap<Uuid, Vec<NewEvent>> = BTreeMap::new();
+    for (change, effect) in changes.iter().zip(effects) {
+        let Ok(effect) = effect else { continue };
+        let Some((ws, room)) = rooms.get(&change.room_id()) else {
+            continue;
+        };
+        for (kind, message) in &effect.logged {
+            by_workspace
+                .entry(ws.as_uuid())
+                .or_default()
+                .push(events::message(*kind, room, message));
+        }
+    }
+    store::events::erase_message(&mut *tx, &deleted).await?;
+    for (ws, batch) in by_workspace {
+        store::events::append(&mut *tx, WorkspaceId::from(ws), &batch).await?;
+    }
+    Ok(())
 }
 
 fn as_send(c: &Change) -> Option<NewMessage> {
@@ -534,15 +596,8 @@ fn runs(changes: &[Change]) -> Vec<&[Change]> {
 /// on the connection or transaction that stored them) every message an answer or an
 /// announcement shows whole: edited and reacted messages as their sender sees them, the first
 /// copies of repeated `client_id`s, and thread roots with their new summaries.
-/// Where `effects` reads back: the pool after a batch of sends committed on its own (only when
-/// an answer needs a read, which a plain message never does), or the batch's transaction.
-enum Reader<'a> {
-    Pool(&'a sqlx::PgPool),
-    Tx(&'a mut sqlx::PgConnection),
-}
-
 async fn effects(
-    mut db: Reader<'_>,
+    tx: &mut sqlx::PgConnection,
     changes: &[Change],
     raw: Vec<Raw>,
 ) -> sqlx::Result<Vec<AppResult<Effect>>> {
@@ -564,6 +619,10 @@ async fn effects(
             (Change::Edit(e), Raw::Changed(ChangeOutcome::Changed { .. })) => {
                 wanted.push((e.id, e.editor_id))
             }
+            // The tombstone, for the `message.deleted` event.
+            (Change::Delete(d), Raw::Changed(ChangeOutcome::Changed { .. })) => {
+                wanted.push((d.id, nobody))
+            }
             (
                 Change::React(r, _),
                 Raw::Reacted(ReactOutcome::Changed { .. } | ReactOutcome::Unchanged),
@@ -571,26 +630,13 @@ async fn effects(
             _ => {}
         }
     }
-    // Set when a read on the pool failed. That batch is committed already: its error must not
-    // reach `Batches::commit`, which would store the batch again; only the answers that needed
-    // the read fail (`unavailable`: a resend with the same `client_id` is safe).
-    let mut read_failed = false;
     let (read, mine) = if wanted.is_empty() {
         (HashMap::new(), HashMap::new())
     } else {
         let mut ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
         ids.sort();
         ids.dedup();
-        let read = match &mut db {
-            Reader::Pool(pool) => messages::read_many(*pool, &ids)
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::warn!(error = %err, "reading back committed messages failed");
-                    read_failed = true;
-                    Vec::new()
-                }),
-            Reader::Tx(conn) => messages::read_many(&mut **conn, &ids).await?,
-        };
+        let read = messages::read_many(&mut *tx, &ids).await?;
         let read: HashMap<Uuid, Message> = read.into_iter().map(|m| (m.id, m)).collect();
         wanted.retain(|w| w.1 != nobody);
         wanted.sort();
@@ -598,27 +644,13 @@ async fn effects(
         let mine = if wanted.is_empty() {
             HashMap::new()
         } else {
-            match &mut db {
-                Reader::Pool(pool) => reactions::mine(*pool, &wanted).await.unwrap_or_else(|err| {
-                    tracing::warn!(error = %err, "reading back reactions failed");
-                    read_failed = true;
-                    HashMap::new()
-                }),
-                Reader::Tx(conn) => reactions::mine(&mut **conn, &wanted).await?,
-            }
+            reactions::mine(&mut *tx, &wanted).await?
         };
         (read, mine)
     };
     // A message as `viewer` reads it: with their own reactions.
     let read = |id: Uuid, viewer: Uuid| -> AppResult<Message> {
-        let missing = || {
-            if read_failed {
-                AppError::Unavailable("the database")
-            } else {
-                no_message()
-            }
-        };
-        let mut message = read.get(&id).cloned().ok_or_else(missing)?;
+        let mut message = read.get(&id).cloned().ok_or_else(no_message)?;
         message.my_reactions = Some(mine.get(&(id, viewer)).cloned().unwrap_or_default());
         Ok(message)
     };
@@ -632,6 +664,7 @@ async fn effects(
                         message: broadcast.clone(),
                         also_to: Vec::new(),
                     }];
+                    let mut logged = vec![(Kind::MessageCreated, broadcast.clone())];
                     if !message.mentions.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: message.mentions.iter().map(|u| u.id).collect(),
@@ -641,18 +674,22 @@ async fn effects(
                     if let Some(root) = m.thread_root_id {
                         if last_reply.get(&root) == Some(&i) {
                             if let Ok(root) = read(root, nobody) {
-                                announce.push(Announcement::Updated(root.broadcast()));
+                                let root = root.broadcast();
+                                logged.push((Kind::MessageUpdated, root.clone()));
+                                announce.push(Announcement::Updated(root));
                             }
                         }
                     }
                     Ok(Effect {
                         applied: Applied::Sent(Stored::New(*message)),
                         announce,
+                        logged,
                     })
                 }
                 BatchOutcome::Duplicate(id) => read(id, m.sender_id).map(|first| Effect {
                     applied: Applied::Sent(Stored::Duplicate(first)),
                     announce: Vec::new(),
+                    logged: Vec::new(),
                 }),
                 BatchOutcome::NoRoom => Err(room_gone()),
                 BatchOutcome::Refused => Err(AppError::Forbidden(
@@ -665,6 +702,7 @@ async fn effects(
                 } => read(e.id, e.editor_id).map(|message| {
                     let broadcast = message.clone().broadcast();
                     let mut announce = vec![Announcement::Updated(broadcast.clone())];
+                    let logged = vec![(Kind::MessageUpdated, broadcast.clone())];
                     if !newly_mentioned.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: newly_mentioned,
@@ -674,6 +712,7 @@ async fn effects(
                     Effect {
                         applied: Applied::Changed(message),
                         announce,
+                        logged,
                     }
                 }),
                 other => Err(refused_change(other)),
@@ -682,16 +721,28 @@ async fn effects(
                 ChangeOutcome::Changed { rev, seq, .. } => Ok(Effect {
                     applied: Applied::Deleted,
                     announce: vec![Announcement::Deleted { id: d.id, seq, rev }],
+                    logged: read(d.id, nobody)
+                        .map(|tombstone| vec![(Kind::MessageDeleted, tombstone.broadcast())])
+                        .unwrap_or_default(),
                 }),
                 ChangeOutcome::Unchanged => Ok(Effect {
                     applied: Applied::Deleted,
                     announce: Vec::new(),
+                    logged: Vec::new(),
                 }),
                 other => Err(refused_change(other)),
             },
             (Change::React(r, user), Raw::Reacted(outcome)) => match outcome {
                 ReactOutcome::Changed { rev, seq, count } => {
                     read(r.message_id, r.user_id).map(|message| Effect {
+                        logged: vec![(
+                            if r.on {
+                                Kind::ReactionAdded
+                            } else {
+                                Kind::ReactionRemoved
+                            },
+                            message.clone().broadcast(),
+                        )],
                         applied: Applied::Changed(message),
                         announce: vec![Announcement::Reaction {
                             message_id: r.message_id,
@@ -707,6 +758,7 @@ async fn effects(
                 ReactOutcome::Unchanged => read(r.message_id, r.user_id).map(|message| Effect {
                     applied: Applied::Changed(message),
                     announce: Vec::new(),
+                    logged: Vec::new(),
                 }),
                 ReactOutcome::Missing => Err(no_message()),
                 ReactOutcome::Forbidden => Err(AppError::forbidden()),

@@ -25,7 +25,8 @@ const TABLES: [&str; 7] = [
 /// (`workspace_id`; `rev` and `last_rev`), in a fixed order.
 /// Columns that later migrations add (their values are checked apart, after the migration).
 const ADDED: &str = "'{workspace_id,rev,last_rev,metadata,deleted_at,reply_to,thread_root_id,\
-                     thread_reply_count,thread_last_reply_at,thread_last_reply_seq}'::text[]";
+                     thread_reply_count,thread_last_reply_at,thread_last_reply_seq,\
+                     external_id,is_bot}'::text[]";
 
 async fn rows(db: &PgPool) -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
@@ -178,14 +179,17 @@ async fn a_v1_database_moves_into_default_and_its_users_still_log_in() {
         "every v1 row is kept as it was"
     );
     // 0007's columns: every v1 message stands, replies to nothing, is in no thread, has no
-    // thread, and rooms and messages have empty metadata.
+    // thread, and rooms and messages have empty metadata; 0008's: no user is provisioned by the
+    // server API or a bot, and users have empty metadata.
     let changed: i64 = sqlx::query_scalar(
         "select (select count(*) from messages
                  where deleted_at is not null or reply_to is not null
                     or thread_root_id is not null or thread_reply_count <> 0
                     or thread_last_reply_at is not null or thread_last_reply_seq is not null
                     or metadata <> '{}')
-              + (select count(*) from rooms where metadata <> '{}')",
+              + (select count(*) from rooms where metadata <> '{}')
+              + (select count(*) from users
+                 where external_id is not null or is_bot or metadata <> '{}')",
     )
     .fetch_one(&app.db)
     .await

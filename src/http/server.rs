@@ -2,6 +2,7 @@
 //! (`auth::api_key::ServerCaller`). Thin handlers over the same domain functions as the user
 //! routes, so one access rule, one writer and the same live effects hold for both.
 
+pub mod events;
 pub mod rooms;
 pub mod users;
 pub mod workspaces;
@@ -15,4 +16,5 @@ pub fn router() -> Router<AppState> {
         .merge(workspaces::router())
         .merge(users::router())
         .merge(rooms::router())
+        .merge(events::router())
 }

@@ -1,0 +1,137 @@
+//! The `events` and `event_positions` tables: the workspace event log.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::workspaces::WorkspaceId;
+
+/// An event to append, in the order it is given.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub kind: &'static str,
+    pub data: Value,
+    /// The message the event shows, and the message that one quotes, if any.
+    pub message_id: Option<Uuid>,
+    pub quoted_id: Option<Uuid>,
+}
+
+/// An event as the log shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub position: i64,
+    pub workspace_id: WorkspaceId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub data: Value,
+}
+
+/// Appends events of `ws` with the workspace's next positions. Call it as the last statement of
+/// the change's transaction: it locks the workspace's `event_positions` row until the commit,
+/// so the positions of two transactions follow their commit order (the reader's guarantee, see
+/// the migration). Several workspaces in one transaction: call in workspace id order.
+pub async fn append(
+    tx: &mut sqlx::PgConnection,
+    ws: WorkspaceId,
+    events: &[NewEvent],
+) -> sqlx::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+    let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
+    let messages: Vec<Option<Uuid>> = events.iter().map(|e| e.message_id).collect();
+    let quoted: Vec<Option<Uuid>> = events.iter().map(|e| e.quoted_id).collect();
+    sqlx::query!(
+        r#"with counter as (
+               insert into event_positions as p (workspace_id, last_position)
+               values ($1, $2)
+               on conflict (workspace_id)
+                   do update set last_position = p.last_position + excluded.last_position
+               returning last_position - $2 as first
+           )
+           insert into events (workspace_id, position, id, type, data, message_id, quoted_id)
+           select $1, c.first + e.ord, e.id, e.type, e.data, e.message_id, e.quoted_id
+           from counter c,
+                unnest($3::uuid[], $4::text[], $5::jsonb[], $6::uuid[], $7::uuid[])
+                    with ordinality as e(id, type, data, message_id, quoted_id, ord)"#,
+        ws.as_uuid(),
+        events.len() as i64,
+        &ids,
+        &kinds as &[&str],
+        &data,
+        &messages as &[Option<Uuid>],
+        &quoted as &[Option<Uuid>],
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Events of `ws` after `after`, oldest first, at most `limit`.
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Event>> {
+    sqlx::query_as!(
+        Event,
+        r#"select id, type as kind, position, workspace_id as "workspace_id: WorkspaceId",
+                  created_at, data
+           from events where workspace_id = $1 and position > $2
+           order by position limit $3"#,
+        ws.as_uuid(),
+        after,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Erases a deleted message's text from every event that shows it, or quotes it: the
+/// contract's "gone from the database, not hidden" holds for the log too.
+pub async fn erase_message(tx: &mut sqlx::PgConnection, message_ids: &[Uuid]) -> sqlx::Result<()> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        r#"update events set data = jsonb_set(jsonb_set(jsonb_set(jsonb_set(data,
+                   '{message,body}', '""'), '{message,metadata}', '{}'),
+                   '{message,mentions}', '[]'), '{message,reactions}', '[]')
+           where message_id = any($1) and data->'message'->>'body' <> ''"#,
+        message_ids,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        r#"update events set data = jsonb_set(data, '{message,reply_to,body}', '""')
+           where quoted_id = any($1) and data->'message'->'reply_to'->>'body' <> ''"#,
+        message_ids,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes events older than `days` days, at most `batch` of them; returns how many went.
+pub async fn purge_older_than(db: impl PgExecutor<'_>, days: i64, batch: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        r#"delete from events where ctid = any(array(
+               select ctid from events
+               where created_at < now() - make_interval(days => $1::int)
+               limit $2))"#,
+        days as i32,
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

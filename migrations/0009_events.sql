@@ -51,5 +51,47 @@ comment on column events.data is 'The event''s data as delivered: {room, message
 comment on column events.quoted_id is 'The message quoted by the event''s message (reply_to), if any (index events_quoted_id_idx): deleting it erases the quote''s text in this event too.';
 comment on column events.message_id is 'The message the event shows, if any (index events_message_id_idx), so that deleting the message erases its body from every earlier event.';
 
+-- A timestamp as the API writes it (RFC 3339 in UTC, "Z", the fraction without trailing zeros),
+-- for events made by SQL statements rather than from the Rust types.
+create function huddle_rfc3339(t timestamptz) returns text
+language sql stable parallel safe as $$
+    select to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || case when extract(microseconds from t)::bigint % 1000000 = 0 then ''
+                else '.' || rtrim(to_char(extract(microseconds from t)::bigint % 1000000,
+                                          'FM000000'), '0') end
+        || 'Z'
+$$;
+comment on function huddle_rfc3339(timestamptz) is 'A timestamp as the API writes it: RFC 3339 in UTC with Z, the fraction of a second without trailing zeros.';
+
+-- A room and a message as the API writes them (the Rust types' JSON), for the events the
+-- message writer makes in SQL. tests/events.rs compares both with what the API answers.
+create function huddle_room_json(r rooms) returns jsonb
+language sql stable parallel safe as $$
+    select jsonb_build_object(
+        'id', r.id, 'name', r.name, 'visibility', r.visibility, 'topic', r.topic,
+        'created_by', r.created_by, 'created_at', huddle_rfc3339(r.created_at),
+        'last_seq', r.last_seq, 'last_rev', r.last_rev, 'metadata', r.metadata)
+$$;
+comment on function huddle_room_json(rooms) is 'A room as the API writes it (the room object of the contract).';
+
+create function huddle_message_json(v message_view) returns jsonb
+language sql stable parallel safe as $$
+    select jsonb_build_object(
+        'id', v.id, 'room_id', v.room_id, 'seq', v.seq, 'rev', v.rev,
+        'sender', jsonb_build_object('id', v.sender_id, 'username', v.sender_username,
+                                     'display_name', v.sender_display_name),
+        'body', v.body, 'client_id', v.client_id,
+        'created_at', huddle_rfc3339(v.created_at),
+        'edited_at', huddle_rfc3339(v.edited_at),
+        'deleted_at', huddle_rfc3339(v.deleted_at),
+        'reply_to', v.reply_to, 'thread_root_id', v.thread_root_id,
+        'thread', case when v.thread is null then null else jsonb_build_object(
+                      'reply_count', v.thread->'reply_count',
+                      'last_reply_at', huddle_rfc3339((v.thread->>'last_reply_at')::timestamptz),
+                      'last_reply_seq', v.thread->'last_reply_seq') end,
+        'reactions', v.reactions, 'mentions', v.mentions, 'metadata', v.metadata)
+$$;
+comment on function huddle_message_json(message_view) is 'A message as the API broadcasts it (the message object of the contract, without my_reactions).';
+
 -- Every existing workspace starts at position 0.
 insert into event_positions (workspace_id) select id from workspaces;

@@ -2,9 +2,13 @@
 //! the same transaction as the change, numbered per workspace in commit order, read with
 //! `GET /api/server/events?after=` and delivered by webhooks.
 //!
-//! Each change's code builds its events here (`message`, `room`, `member`, `user`) and appends
-//! them with `record` as the last statement of its transaction (see `store::events::append` for
-//! why last). A committed change always has its events; a rolled-back one never does.
+//! Each change's code builds its events here (`room`, `member`, `user`) and appends them with
+//! `record` as the last statement of its transaction (see `store::events::append` for why
+//! last). Events that show a message (`message.*`, `reaction.*`: `{room, message}`, the message
+//! as everyone sees it in its state after the change) are made in SQL by the message writer,
+//! from the rows it has just written (`store::events::append_messages`, and the batch statement
+//! of plain messages), so that a busy room pays no serialization for them on the writer's task.
+//! A committed change always has its events; a rolled-back one never does.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -19,7 +23,6 @@ use crate::{
         self,
         events::{Event, NewEvent},
         members::Member,
-        messages::Message,
         rooms::Room,
         users::User,
     },
@@ -95,28 +98,12 @@ fn new(kind: Kind, data: Value) -> NewEvent {
         id: Uuid::now_v7(),
         kind: kind.as_str(),
         data,
-        message_id: None,
-        quoted_id: None,
     }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Value {
     // Our own types always serialize; a failure would be a bug, shown rather than hidden.
     serde_json::to_value(value).unwrap_or_else(|err| json!({ "error": err.to_string() }))
-}
-
-/// `message.*` and `reaction.*`: `{room, message}`, the message as everyone sees it (no
-/// `my_reactions`) in its state after the change.
-pub fn message(kind: Kind, room: &Room, message: &Message) -> NewEvent {
-    let mut shown = message.clone();
-    shown.my_reactions = None;
-    let mut event = new(
-        kind,
-        json!({ "room": to_json(room), "message": to_json(&shown) }),
-    );
-    event.message_id = Some(message.id);
-    event.quoted_id = message.reply_to.as_ref().map(|q| q.id);
-    event
 }
 
 /// `room.*`: `{room}`.

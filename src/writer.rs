@@ -6,11 +6,11 @@
 //! the cost of a commit (and its fsync) is spread over many; when idle, a change commits alone
 //! and at once. Nothing is acknowledged before its commit.
 //!
-//! Each batch is one transaction. A batch of plain new messages is one statement
-//! (`store::messages::insert_batch`, which locks its rooms as it numbers them). Any other batch
-//! first locks the batch's rooms (in id order, so writers on several nodes cannot deadlock),
-//! then stores each run of changes of one kind with one statement, in queue order. Last come
-//! the batch's events (`events`), then the commit: a committed change always has its events. Because one task commits batches one
+//! A batch of plain new messages is one statement (`store::messages::insert_batch`), committed
+//! on its own, which writes their events too. Any other batch is one transaction: it first locks
+//! the batch's rooms (in id order, so writers on several nodes cannot deadlock), then stores each
+//! run of changes of one kind with one statement, in queue order, appends the batch's events
+//! (`events`), and commits. Either way a committed change always has its events. Because one task commits batches one
 //! after the other, and each room's changes are numbered under its lock, revs are assigned,
 //! acknowledged and announced in commit order, and a socket that enqueues its changes in order
 //! gets them committed in that order.
@@ -42,10 +42,11 @@ use crate::{
     metrics::Metrics,
     store::{
         self,
-        events::NewEvent,
-        messages::{self, BatchOutcome, ChangeOutcome, Delete, Edit, Message, NewMessage, Stored},
+        messages::{
+            self, BatchOutcome, ChangeOutcome, Delete, Edit, Log, Message, NewMessage, Stored,
+        },
         reactions::{self, React, ReactOutcome},
-        rooms::{Room, RoomRef},
+        rooms::RoomRef,
         users::UserRef,
     },
     workspaces::WorkspaceId,
@@ -320,7 +321,8 @@ async fn deliver_in_order(deliver: Deliver, mut rx: mpsc::Receiver<ToDeliver>) {
 struct Effect {
     applied: Applied,
     announce: Vec<Announcement>,
-    logged: Vec<(events::Kind, Message)>,
+    /// (type, room, message) of each event the change makes.
+    logged: Vec<(events::Kind, Uuid, Uuid)>,
 }
 
 /// Commits a batch and answers each sender; returns the announcements, in batch order.
@@ -406,14 +408,13 @@ impl Batches {
         })
     }
 
-    /// One commit of `changes`, in one transaction: plain new messages in one statement (which
-    /// locks their rooms itself); anything else after locking the rooms first. Then the messages
-    /// the answers, announcements and events need are read back, each change's effect made, and
-    /// the batch's events appended last.
+    /// One commit of `changes`: plain new messages alone in one statement, which writes their
+    /// events too; anything else in one transaction that locks the rooms first and appends the
+    /// batch's events last. Then the messages the answers and announcements need are read back,
+    /// and each change's effect made.
     async fn try_commit(&self, changes: &[Change]) -> sqlx::Result<Vec<AppResult<Effect>>> {
         self.metrics.writer_statements.inc();
-        let mut tx = self.db.begin().await?;
-        // Plain messages (no thread reply, no mention) need one statement.
+        // Plain messages (no thread reply, no mention) need one statement, committed alone.
         let only_sends: Option<Vec<NewMessage>> = changes
             .iter()
             .map(|c| match c {
@@ -424,16 +425,14 @@ impl Batches {
             })
             .collect();
         if let Some(sends) = only_sends {
-            let raw: Vec<Raw> = messages::insert_batch(&mut *tx, &sends)
+            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends, Log::Events)
                 .await?
                 .into_iter()
                 .map(Raw::Sent)
                 .collect();
-            let effects = effects(&mut tx, changes, raw).await?;
-            record_events(&mut tx, changes, &effects).await?;
-            tx.commit().await?;
-            return Ok(effects);
+            return effects(Reader::Pool(&self.db), changes, raw).await;
         }
+        let mut tx = self.db.begin().await?;
         let rooms: Vec<Uuid> = changes.iter().map(Change::room_id).collect();
         store::rooms::lock(&mut tx, &rooms).await?;
         let mut raw = Vec::with_capacity(changes.len());
@@ -441,7 +440,9 @@ impl Batches {
             match &run[0] {
                 Change::Send(_) => {
                     let batch: Vec<NewMessage> = run.iter().filter_map(as_send).collect();
-                    let out = messages::insert_batch(&mut *tx, &batch).await?;
+                    // Their events are written below, with the mentions and thread summaries
+                    // of the second statement.
+                    let out = messages::insert_batch(&mut *tx, &batch, Log::Nothing).await?;
                     let stored: Vec<&Message> = out
                         .iter()
                         .filter_map(|o| match o {
@@ -469,60 +470,55 @@ impl Batches {
                 }
             }
         }
-        let effects = effects(&mut tx, changes, raw).await?;
+        let effects = effects(Reader::Tx(&mut tx), changes, raw).await?;
         record_events(&mut tx, changes, &effects).await?;
         tx.commit().await?;
         Ok(effects)
     }
 }
 
-/// Appends the batch's events, as the transaction's last statements: each stored change's
-/// messages with their rooms as they stand after the batch, a workspace at a time in id order
-/// (see `store::events::append`). A deletion also erases its message's text from earlier events.
+/// Appends the events of a transaction's batch, as its last statements: for each stored change,
+/// the messages it changed, made in SQL from the rows as the batch left them, a workspace at a
+/// time in id order (see `store::events::append`). A deletion also erases its message's text
+/// from earlier events.
 async fn record_events(
     tx: &mut sqlx::PgConnection,
     changes: &[Change],
     effects: &[AppResult<Effect>],
 ) -> sqlx::Result<()> {
-    let mut room_ids: Vec<Uuid> = Vec::new();
+    let mut items: Vec<(&'static str, Uuid, Uuid)> = Vec::new();
     let mut deleted: Vec<Uuid> = Vec::new();
     for (change, effect) in changes.iter().zip(effects) {
         let Ok(effect) = effect else { continue };
-        if effect.logged.is_empty() {
-            continue;
+        for (kind, room, message) in &effect.logged {
+            items.push((kind.as_str(), *room, *message));
         }
-        room_ids.push(change.room_id());
-        if let Change::Delete(d) = change {
+        if let (Change::Delete(d), false) = (change, effect.logged.is_empty()) {
             deleted.push(d.id);
         }
     }
-    if room_ids.is_empty() {
+    if items.is_empty() {
         return Ok(());
     }
+    let mut room_ids: Vec<Uuid> = items.iter().map(|i| i.1).collect();
     room_ids.sort();
     room_ids.dedup();
-    let rooms: HashMap<Uuid, (WorkspaceId, Room)> =
-        store::rooms::with_workspace(&mut *tx, &room_ids)
-            .await?
-            .into_iter()
-            .map(|(ws, room)| (room.id, (ws, room)))
-            .collect();
-    let mut by_workspace: BTreeMap<Uuid, Vec<NewEvent>> = BTreeMap::new();
-    for (change, effect) in changes.iter().zip(effects) {
-        let Ok(effect) = effect else { continue };
-        let Some((ws, room)) = rooms.get(&change.room_id()) else {
-            continue;
-        };
-        for (kind, message) in &effect.logged {
+    let workspace_of: HashMap<Uuid, WorkspaceId> = store::rooms::workspaces_of(&mut *tx, &room_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let mut by_workspace: BTreeMap<Uuid, Vec<(&'static str, Uuid)>> = BTreeMap::new();
+    for (kind, room, message) in items {
+        if let Some(ws) = workspace_of.get(&room) {
             by_workspace
                 .entry(ws.as_uuid())
                 .or_default()
-                .push(events::message(*kind, room, message));
+                .push((kind, message));
         }
     }
     store::events::erase_message(&mut *tx, &deleted).await?;
-    for (ws, batch) in by_workspace {
-        store::events::append(&mut *tx, WorkspaceId::from(ws), &batch).await?;
+    for (ws, items) in by_workspace {
+        store::events::append_messages(&mut *tx, WorkspaceId::from(ws), &items).await?;
     }
     Ok(())
 }
@@ -596,8 +592,15 @@ fn runs(changes: &[Change]) -> Vec<&[Change]> {
 /// on the connection or transaction that stored them) every message an answer or an
 /// announcement shows whole: edited and reacted messages as their sender sees them, the first
 /// copies of repeated `client_id`s, and thread roots with their new summaries.
+/// Where `effects` reads back: the pool after a batch of sends committed on its own (only when
+/// an answer needs a read, which a plain message never does), or the batch's transaction.
+enum Reader<'a> {
+    Pool(&'a sqlx::PgPool),
+    Tx(&'a mut sqlx::PgConnection),
+}
+
 async fn effects(
-    tx: &mut sqlx::PgConnection,
+    mut db: Reader<'_>,
     changes: &[Change],
     raw: Vec<Raw>,
 ) -> sqlx::Result<Vec<AppResult<Effect>>> {
@@ -619,10 +622,6 @@ async fn effects(
             (Change::Edit(e), Raw::Changed(ChangeOutcome::Changed { .. })) => {
                 wanted.push((e.id, e.editor_id))
             }
-            // The tombstone, for the `message.deleted` event.
-            (Change::Delete(d), Raw::Changed(ChangeOutcome::Changed { .. })) => {
-                wanted.push((d.id, nobody))
-            }
             (
                 Change::React(r, _),
                 Raw::Reacted(ReactOutcome::Changed { .. } | ReactOutcome::Unchanged),
@@ -630,13 +629,26 @@ async fn effects(
             _ => {}
         }
     }
+    // Set when a read on the pool failed. That batch is committed already: its error must not
+    // reach `Batches::commit`, which would store the batch again; only the answers that needed
+    // the read fail (`unavailable`: a resend with the same `client_id` is safe).
+    let mut read_failed = false;
     let (read, mine) = if wanted.is_empty() {
         (HashMap::new(), HashMap::new())
     } else {
         let mut ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
         ids.sort();
         ids.dedup();
-        let read = messages::read_many(&mut *tx, &ids).await?;
+        let read = match &mut db {
+            Reader::Pool(pool) => messages::read_many(*pool, &ids)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "reading back committed messages failed");
+                    read_failed = true;
+                    Vec::new()
+                }),
+            Reader::Tx(conn) => messages::read_many(&mut **conn, &ids).await?,
+        };
         let read: HashMap<Uuid, Message> = read.into_iter().map(|m| (m.id, m)).collect();
         wanted.retain(|w| w.1 != nobody);
         wanted.sort();
@@ -644,13 +656,27 @@ async fn effects(
         let mine = if wanted.is_empty() {
             HashMap::new()
         } else {
-            reactions::mine(&mut *tx, &wanted).await?
+            match &mut db {
+                Reader::Pool(pool) => reactions::mine(*pool, &wanted).await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "reading back reactions failed");
+                    read_failed = true;
+                    HashMap::new()
+                }),
+                Reader::Tx(conn) => reactions::mine(&mut **conn, &wanted).await?,
+            }
         };
         (read, mine)
     };
     // A message as `viewer` reads it: with their own reactions.
     let read = |id: Uuid, viewer: Uuid| -> AppResult<Message> {
-        let mut message = read.get(&id).cloned().ok_or_else(no_message)?;
+        let missing = || {
+            if read_failed {
+                AppError::Unavailable("the database")
+            } else {
+                no_message()
+            }
+        };
+        let mut message = read.get(&id).cloned().ok_or_else(missing)?;
         message.my_reactions = Some(mine.get(&(id, viewer)).cloned().unwrap_or_default());
         Ok(message)
     };
@@ -664,7 +690,7 @@ async fn effects(
                         message: broadcast.clone(),
                         also_to: Vec::new(),
                     }];
-                    let mut logged = vec![(Kind::MessageCreated, broadcast.clone())];
+                    let mut logged = vec![(Kind::MessageCreated, message.room_id, message.id)];
                     if !message.mentions.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: message.mentions.iter().map(|u| u.id).collect(),
@@ -675,7 +701,7 @@ async fn effects(
                         if last_reply.get(&root) == Some(&i) {
                             if let Ok(root) = read(root, nobody) {
                                 let root = root.broadcast();
-                                logged.push((Kind::MessageUpdated, root.clone()));
+                                logged.push((Kind::MessageUpdated, root.room_id, root.id));
                                 announce.push(Announcement::Updated(root));
                             }
                         }
@@ -702,7 +728,7 @@ async fn effects(
                 } => read(e.id, e.editor_id).map(|message| {
                     let broadcast = message.clone().broadcast();
                     let mut announce = vec![Announcement::Updated(broadcast.clone())];
-                    let logged = vec![(Kind::MessageUpdated, broadcast.clone())];
+                    let logged = vec![(Kind::MessageUpdated, message.room_id, message.id)];
                     if !newly_mentioned.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: newly_mentioned,
@@ -721,9 +747,7 @@ async fn effects(
                 ChangeOutcome::Changed { rev, seq, .. } => Ok(Effect {
                     applied: Applied::Deleted,
                     announce: vec![Announcement::Deleted { id: d.id, seq, rev }],
-                    logged: read(d.id, nobody)
-                        .map(|tombstone| vec![(Kind::MessageDeleted, tombstone.broadcast())])
-                        .unwrap_or_default(),
+                    logged: vec![(Kind::MessageDeleted, d.room_id, d.id)],
                 }),
                 ChangeOutcome::Unchanged => Ok(Effect {
                     applied: Applied::Deleted,
@@ -741,7 +765,8 @@ async fn effects(
                             } else {
                                 Kind::ReactionRemoved
                             },
-                            message.clone().broadcast(),
+                            r.room_id,
+                            r.message_id,
                         )],
                         applied: Applied::Changed(message),
                         announce: vec![Announcement::Reaction {

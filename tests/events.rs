@@ -391,8 +391,6 @@ async fn interleaved_transactions_commit_their_positions_in_order() {
         id: Uuid::now_v7(),
         kind: "user.updated",
         data: json!({ "n": n }),
-        message_id: None,
-        quoted_id: None,
     };
     let ws = WorkspaceId::DEFAULT;
 
@@ -513,4 +511,105 @@ async fn a_reader_following_the_log_misses_nothing_while_three_nodes_write() {
         .filter(|e| e["type"] == "user.created" && !e["data"]["user"]["external_id"].is_null())
         .count();
     assert_eq!(provisioned, 18);
+}
+
+/// A batch of plain messages writes its events in its own statement, made by SQL rather than
+/// from the Rust types: they must read exactly as the API writes the same message and room.
+#[tokio::test]
+async fn events_made_by_the_batch_statement_read_as_the_api_writes() {
+    let app = spawn_app().await;
+    let key = workspace_key(&app.state, None).await;
+    let ann = app.register("ann").await;
+    let room = app.create_room(&ann, "plain", "public").await;
+    app.patch(
+        &format!("/api/rooms/{}", tenancy::id(&room)),
+        Some(&ann.access),
+        json!({"topic": "a topic", "metadata": {"k": [1, "two"]}}),
+    )
+    .await
+    .ok(200);
+    let s = app.in_room(&ann, "plain", WS).await;
+    let first = s
+        .call(
+            "sendMessage",
+            json!({"room": "plain", "body": "plain one", "client_id": "c1",
+                   "metadata": {"a": {"b": null}}}),
+        )
+        .await;
+    let first = ack_ok(&first)["message"].clone();
+    let reply = s
+        .call(
+            "sendMessage",
+            json!({"room": "plain", "body": "a reply", "reply_to": first["id"]}),
+        )
+        .await;
+    let reply = ack_ok(&reply)["message"].clone();
+    let all = read_all(&app.api, &key, None, 0).await;
+    let room_now = app
+        .get(
+            &format!("/api/rooms/{}", tenancy::id(&room)),
+            Some(&ann.access),
+        )
+        .await
+        .ok(200)
+        .clone();
+    for acked in [first, reply] {
+        let event = all
+            .iter()
+            .find(|e| e["type"] == "message.created" && e["data"]["message"]["id"] == acked["id"])
+            .unwrap();
+        let mut expected = acked.clone();
+        expected.as_object_mut().unwrap().remove("my_reactions");
+        assert_eq!(event["data"]["message"], expected);
+        // The room as it stands after the message's batch (here: after that one message).
+        let mut room = room_now.clone();
+        room["last_seq"] = acked["seq"].clone();
+        room["last_rev"] = acked["rev"].clone();
+        assert_eq!(event["data"]["room"], room);
+    }
+
+    // Events of the writer's transactions are made by SQL too: an edit, a reaction and a thread
+    // reply (its root's new summary) read as the API reads the message afterwards.
+    let first_id = all
+        .iter()
+        .find(|e| e["type"] == "message.created")
+        .map(|e| e["data"]["message"]["id"].clone())
+        .unwrap();
+    for call in [
+        json!(["editMessage", {"room": "plain", "id": first_id, "body": "edited", "metadata": {"x": 1}}]),
+        json!(["react", {"room": "plain", "id": first_id, "emoji": "🎉", "on": true}]),
+        json!(["sendMessage", {"room": "plain", "body": "in thread", "thread_root_id": first_id}]),
+    ] {
+        ack_ok(&s.call(call[0].as_str().unwrap(), call[1].clone()).await);
+        let now = app
+            .get(
+                &format!(
+                    "/api/rooms/{}/messages/{}",
+                    tenancy::id(&room),
+                    first_id.as_str().unwrap()
+                ),
+                Some(&ann.access),
+            )
+            .await
+            .ok(200)
+            .clone();
+        let mut expected = now;
+        expected.as_object_mut().unwrap().remove("my_reactions");
+        let events = read_all(&app.api, &key, None, 0).await;
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e["data"]["message"]["id"] == first_id)
+            .unwrap();
+        assert_eq!(last["data"]["message"], expected, "after {}", call[0]);
+        let room_now = app
+            .get(
+                &format!("/api/rooms/{}", tenancy::id(&room)),
+                Some(&ann.access),
+            )
+            .await
+            .ok(200)
+            .clone();
+        assert_eq!(last["data"]["room"], room_now);
+    }
 }

@@ -8,15 +8,13 @@ use uuid::Uuid;
 
 use crate::workspaces::WorkspaceId;
 
-/// An event to append, in the order it is given.
+/// An event to append, in the order it is given (events that show a message are made by
+/// `append_messages` and the message writer's batch statement instead).
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub id: Uuid,
     pub kind: &'static str,
     pub data: Value,
-    /// The message the event shows, and the message that one quotes, if any.
-    pub message_id: Option<Uuid>,
-    pub quoted_id: Option<Uuid>,
 }
 
 /// An event as the log shows it.
@@ -47,8 +45,6 @@ pub async fn append(
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
     let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
-    let messages: Vec<Option<Uuid>> = events.iter().map(|e| e.message_id).collect();
-    let quoted: Vec<Option<Uuid>> = events.iter().map(|e| e.quoted_id).collect();
     sqlx::query!(
         r#"with counter as (
                insert into event_positions as p (workspace_id, last_position)
@@ -57,18 +53,15 @@ pub async fn append(
                    do update set last_position = p.last_position + excluded.last_position
                returning last_position - $2 as first
            )
-           insert into events (workspace_id, position, id, type, data, message_id, quoted_id)
-           select $1, c.first + e.ord, e.id, e.type, e.data, e.message_id, e.quoted_id
+           insert into events (workspace_id, position, id, type, data)
+           select $1, c.first + e.ord, e.id, e.type, e.data
            from counter c,
-                unnest($3::uuid[], $4::text[], $5::jsonb[], $6::uuid[], $7::uuid[])
-                    with ordinality as e(id, type, data, message_id, quoted_id, ord)"#,
+                unnest($3::uuid[], $4::text[], $5::jsonb[]) with ordinality as e(id, type, data, ord)"#,
         ws.as_uuid(),
         events.len() as i64,
         &ids,
         &kinds as &[&str],
         &data,
-        &messages as &[Option<Uuid>],
-        &quoted as &[Option<Uuid>],
     )
     .execute(&mut *tx)
     .await?;
@@ -94,6 +87,45 @@ pub async fn page(
     )
     .fetch_all(db)
     .await
+}
+
+/// Appends events that show messages (`message.*`, `reaction.*`) of `ws`, made here from the
+/// messages as the transaction sees them now and their rooms: `(type, message id)`, in order.
+/// As `append`, the last statement of the transaction.
+pub async fn append_messages(
+    tx: &mut sqlx::PgConnection,
+    ws: WorkspaceId,
+    items: &[(&'static str, Uuid)],
+) -> sqlx::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = items.iter().map(|i| i.0).collect();
+    let ids: Vec<Uuid> = items.iter().map(|i| i.1).collect();
+    sqlx::query!(
+        r#"with counter as (
+               insert into event_positions as p (workspace_id, last_position)
+               values ($1, $2)
+               on conflict (workspace_id)
+                   do update set last_position = p.last_position + excluded.last_position
+               returning last_position - $2 as first
+           )
+           insert into events (workspace_id, position, id, type, data, message_id, quoted_id)
+           select $1, c.first + i.ord, gen_random_uuid(), i.type,
+                  jsonb_build_object('room', huddle_room_json(r), 'message', huddle_message_json(v)),
+                  v.id, (v.reply_to->>'id')::uuid
+           from counter c,
+                unnest($3::text[], $4::uuid[]) with ordinality as i(type, id, ord)
+                join message_view v on v.id = i.id
+                join rooms r on r.id = v.room_id"#,
+        ws.as_uuid(),
+        items.len() as i64,
+        &kinds as &[&str],
+        &ids,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Erases a deleted message's text from every event that shows it, or quotes it: the

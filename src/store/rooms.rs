@@ -309,37 +309,18 @@ pub async fn lock(tx: &mut sqlx::PgConnection, room_ids: &[Uuid]) -> sqlx::Resul
     Ok(())
 }
 
-/// Rooms by id with their workspaces (the writer's events name each change's room as it stands).
-pub async fn with_workspace(
+/// The workspace of each of these rooms (the writer's events are appended per workspace).
+pub async fn workspaces_of(
     db: impl PgExecutor<'_>,
     room_ids: &[Uuid],
-) -> sqlx::Result<Vec<(WorkspaceId, Room)>> {
+) -> sqlx::Result<Vec<(Uuid, WorkspaceId)>> {
     let rows = sqlx::query!(
-        r#"select r.workspace_id as "workspace_id: WorkspaceId", r.id, r.name,
-                  r.visibility as "visibility: Visibility", r.topic, r.created_by, r.created_at,
-                  r.last_seq, r.last_rev, r.metadata as "metadata: Json<JsonObject>"
-           from rooms r where r.id = any($1)"#,
+        r#"select id, workspace_id as "workspace_id: WorkspaceId" from rooms where id = any($1)"#,
         room_ids,
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let room = Room {
-                id: r.id,
-                name: r.name,
-                visibility: r.visibility,
-                topic: r.topic,
-                created_by: r.created_by,
-                created_at: r.created_at,
-                last_seq: r.last_seq,
-                last_rev: r.last_rev,
-                metadata: r.metadata,
-            };
-            (r.workspace_id, room)
-        })
-        .collect())
+    Ok(rows.into_iter().map(|r| (r.id, r.workspace_id)).collect())
 }
 
 /// Deletes a room of `ws` with its members and messages. Returns whether it existed.

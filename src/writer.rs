@@ -23,7 +23,7 @@
 //! reaches a client first is not fixed.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     panic::AssertUnwindSafe,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -49,7 +49,6 @@ use crate::{
         rooms::RoomRef,
         users::UserRef,
     },
-    workspaces::WorkspaceId,
 };
 
 /// Most changes in one batch.
@@ -321,8 +320,8 @@ async fn deliver_in_order(deliver: Deliver, mut rx: mpsc::Receiver<ToDeliver>) {
 struct Effect {
     applied: Applied,
     announce: Vec<Announcement>,
-    /// (type, room, message) of each event the change makes.
-    logged: Vec<(events::Kind, Uuid, Uuid)>,
+    /// (type, message) of each event the change makes.
+    logged: Vec<(events::Kind, Uuid)>,
 }
 
 /// Commits a batch and answers each sender; returns the announcements, in batch order.
@@ -478,49 +477,27 @@ impl Batches {
 }
 
 /// Appends the events of a transaction's batch, as its last statements: for each stored change,
-/// the messages it changed, made in SQL from the rows as the batch left them, a workspace at a
-/// time in id order (see `store::events::append`). A deletion also erases its message's text
-/// from earlier events.
+/// the messages it changed, made in SQL from the rows as the batch left them (see
+/// `store::events::append_messages`). A deletion also erases its message's text from earlier
+/// events.
 async fn record_events(
     tx: &mut sqlx::PgConnection,
     changes: &[Change],
     effects: &[AppResult<Effect>],
 ) -> sqlx::Result<()> {
-    let mut items: Vec<(&'static str, Uuid, Uuid)> = Vec::new();
+    let mut items: Vec<(&'static str, Uuid)> = Vec::new();
     let mut deleted: Vec<Uuid> = Vec::new();
     for (change, effect) in changes.iter().zip(effects) {
         let Ok(effect) = effect else { continue };
-        for (kind, room, message) in &effect.logged {
-            items.push((kind.as_str(), *room, *message));
+        for (kind, message) in &effect.logged {
+            items.push((kind.as_str(), *message));
         }
         if let (Change::Delete(d), false) = (change, effect.logged.is_empty()) {
             deleted.push(d.id);
         }
     }
-    if items.is_empty() {
-        return Ok(());
-    }
-    let mut room_ids: Vec<Uuid> = items.iter().map(|i| i.1).collect();
-    room_ids.sort();
-    room_ids.dedup();
-    let workspace_of: HashMap<Uuid, WorkspaceId> = store::rooms::workspaces_of(&mut *tx, &room_ids)
-        .await?
-        .into_iter()
-        .collect();
-    let mut by_workspace: BTreeMap<Uuid, Vec<(&'static str, Uuid)>> = BTreeMap::new();
-    for (kind, room, message) in items {
-        if let Some(ws) = workspace_of.get(&room) {
-            by_workspace
-                .entry(ws.as_uuid())
-                .or_default()
-                .push((kind, message));
-        }
-    }
     store::events::erase_message(&mut *tx, &deleted).await?;
-    for (ws, items) in by_workspace {
-        store::events::append_messages(&mut *tx, WorkspaceId::from(ws), &items).await?;
-    }
-    Ok(())
+    store::events::append_messages(&mut *tx, &items).await
 }
 
 fn as_send(c: &Change) -> Option<NewMessage> {
@@ -690,7 +667,7 @@ async fn effects(
                         message: broadcast.clone(),
                         also_to: Vec::new(),
                     }];
-                    let mut logged = vec![(Kind::MessageCreated, message.room_id, message.id)];
+                    let mut logged = vec![(Kind::MessageCreated, message.id)];
                     if !message.mentions.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: message.mentions.iter().map(|u| u.id).collect(),
@@ -701,7 +678,7 @@ async fn effects(
                         if last_reply.get(&root) == Some(&i) {
                             if let Ok(root) = read(root, nobody) {
                                 let root = root.broadcast();
-                                logged.push((Kind::MessageUpdated, root.room_id, root.id));
+                                logged.push((Kind::MessageUpdated, root.id));
                                 announce.push(Announcement::Updated(root));
                             }
                         }
@@ -728,7 +705,7 @@ async fn effects(
                 } => read(e.id, e.editor_id).map(|message| {
                     let broadcast = message.clone().broadcast();
                     let mut announce = vec![Announcement::Updated(broadcast.clone())];
-                    let logged = vec![(Kind::MessageUpdated, message.room_id, message.id)];
+                    let logged = vec![(Kind::MessageUpdated, message.id)];
                     if !newly_mentioned.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: newly_mentioned,
@@ -747,7 +724,7 @@ async fn effects(
                 ChangeOutcome::Changed { rev, seq, .. } => Ok(Effect {
                     applied: Applied::Deleted,
                     announce: vec![Announcement::Deleted { id: d.id, seq, rev }],
-                    logged: vec![(Kind::MessageDeleted, d.room_id, d.id)],
+                    logged: vec![(Kind::MessageDeleted, d.id)],
                 }),
                 ChangeOutcome::Unchanged => Ok(Effect {
                     applied: Applied::Deleted,
@@ -765,7 +742,6 @@ async fn effects(
                             } else {
                                 Kind::ReactionRemoved
                             },
-                            r.room_id,
                             r.message_id,
                         )],
                         applied: Applied::Changed(message),

@@ -89,12 +89,12 @@ pub async fn page(
     .await
 }
 
-/// Appends events that show messages (`message.*`, `reaction.*`) of `ws`, made here from the
-/// messages as the transaction sees them now and their rooms: `(type, message id)`, in order.
-/// As `append`, the last statement of the transaction.
+/// Appends events that show messages (`message.*`, `reaction.*`), made here from the messages
+/// as the transaction sees them now and their rooms: `(type, message id)`, in order, of any
+/// workspaces (each numbered in its own log; counters taken in workspace id order). As
+/// `append`, the last statement of the transaction.
 pub async fn append_messages(
     tx: &mut sqlx::PgConnection,
-    ws: WorkspaceId,
     items: &[(&'static str, Uuid)],
 ) -> sqlx::Result<()> {
     if items.is_empty() {
@@ -103,23 +103,31 @@ pub async fn append_messages(
     let kinds: Vec<&str> = items.iter().map(|i| i.0).collect();
     let ids: Vec<Uuid> = items.iter().map(|i| i.1).collect();
     sqlx::query!(
-        r#"with counter as (
+        r#"with items as materialized (
+               select i.type, i.ord, v.workspace_id,
+                      jsonb_build_object('room', huddle_room_json(r),
+                                         'message', huddle_message_json(v)) as data,
+                      v.id as message_id, (v.reply_to->>'id')::uuid as quoted_id
+               from unnest($1::text[], $2::uuid[]) with ordinality as i(type, id, ord)
+               join message_view v on v.id = i.id
+               join rooms r on r.id = v.room_id
+           ), counted as materialized (
+               select workspace_id, count(*) as n from items group by workspace_id
+           ), counter as (
                insert into event_positions as p (workspace_id, last_position)
-               values ($1, $2)
+               select workspace_id, n from counted order by workspace_id
                on conflict (workspace_id)
                    do update set last_position = p.last_position + excluded.last_position
-               returning last_position - $2 as first
+               returning p.workspace_id, p.last_position
            )
            insert into events (workspace_id, position, id, type, data, message_id, quoted_id)
-           select $1, c.first + i.ord, gen_random_uuid(), i.type,
-                  jsonb_build_object('room', huddle_room_json(r), 'message', huddle_message_json(v)),
-                  v.id, (v.reply_to->>'id')::uuid
-           from counter c,
-                unnest($3::text[], $4::uuid[]) with ordinality as i(type, id, ord)
-                join message_view v on v.id = i.id
-                join rooms r on r.id = v.room_id"#,
-        ws.as_uuid(),
-        items.len() as i64,
+           select i.workspace_id,
+                  c.last_position - k.n
+                      + row_number() over (partition by i.workspace_id order by i.ord),
+                  gen_random_uuid(), i.type, i.data, i.message_id, i.quoted_id
+           from items i
+           join counted k on k.workspace_id = i.workspace_id
+           join counter c on c.workspace_id = i.workspace_id"#,
         &kinds as &[&str],
         &ids,
     )

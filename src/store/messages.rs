@@ -544,8 +544,9 @@ pub async fn insert_batch(
                      from fresh group by room_id) c, locked l
                where r.id = any($6) and r.id = c.room_id and l.id = c.room_id
                returning r.id, r.workspace_id, r.last_seq - c.n as first_before,
-                         r.last_rev - c.revs as first_rev_before, r.name, r.visibility, r.topic,
-                         r.created_by, r.created_at, r.last_seq, r.last_rev, r.metadata
+                         r.last_rev - c.revs as first_rev_before,
+                         -- Once per room, for the events of its messages below.
+                         case when $10 then huddle_room_json(r) end as room_json
            ), inserted as (
                insert into messages (id, workspace_id, room_id, seq, rev, sender_id, body,
                                      client_id, reply_to, thread_root_id, metadata)
@@ -578,12 +579,7 @@ pub async fn insert_batch(
                                                order by s.room_id, s.seq),
                       gen_random_uuid(), 'message.created',
                       jsonb_build_object(
-                          'room', jsonb_build_object(
-                              'id', r.id, 'name', r.name, 'visibility', r.visibility,
-                              'topic', r.topic, 'created_by', r.created_by,
-                              'created_at', huddle_rfc3339(r.created_at),
-                              'last_seq', r.last_seq, 'last_rev', r.last_rev,
-                              'metadata', r.metadata),
+                          'room', r.room_json,
                           'message', jsonb_build_object(
                               'id', s.id, 'room_id', s.room_id, 'seq', s.seq, 'rev', s.rev,
                               'sender', jsonb_build_object('id', u.id, 'username', u.username,

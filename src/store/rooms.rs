@@ -309,20 +309,6 @@ pub async fn lock(tx: &mut sqlx::PgConnection, room_ids: &[Uuid]) -> sqlx::Resul
     Ok(())
 }
 
-/// The workspace of each of these rooms (the writer's events are appended per workspace).
-pub async fn workspaces_of(
-    db: impl PgExecutor<'_>,
-    room_ids: &[Uuid],
-) -> sqlx::Result<Vec<(Uuid, WorkspaceId)>> {
-    let rows = sqlx::query!(
-        r#"select id, workspace_id as "workspace_id: WorkspaceId" from rooms where id = any($1)"#,
-        room_ids,
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.workspace_id)).collect())
-}
-
 /// Deletes a room of `ws` with its members and messages. Returns whether it existed.
 pub async fn delete(db: impl PgExecutor<'_>, ws: WorkspaceId, room_id: Uuid) -> sqlx::Result<bool> {
     let result = sqlx::query!(

@@ -12,7 +12,6 @@ use crate::{
     app::AppState,
     auth::{token, AuthUser},
     error::{AppError, AppResult},
-    events::{self, Kind},
     store::{
         self, audit,
         sessions::{RevokeReason, Rotation},
@@ -127,7 +126,6 @@ pub(crate) async fn open_account(
     )
     .await?;
     let tokens = open_session(state, tx, &user, user_agent).await?;
-    events::record(tx, ws, &[events::user(Kind::UserCreated, &user)]).await?;
     Ok(Authenticated { user, tokens })
 }
 
@@ -304,12 +302,10 @@ pub async fn set_display_name(
     display_name: &str,
 ) -> AppResult<User> {
     let display_name = validate::display_name("display_name", display_name)?;
-    let ws = caller.workspace();
-    let mut tx = state.db.begin().await?;
-    let user = store::users::set_display_name(&mut *tx, ws, caller.id(), &display_name).await?;
-    events::record(&mut tx, ws, &[events::user(Kind::UserUpdated, &user)]).await?;
-    tx.commit().await?;
-    Ok(user)
+    Ok(
+        store::users::set_display_name(&state.db, caller.workspace(), caller.id(), &display_name)
+            .await?,
+    )
 }
 
 /// Changes the caller's password and revokes every other session of theirs. A wrong current
@@ -406,13 +402,13 @@ pub async fn create_or_update_user_in(
                 .detail(json!({ "sessions_revoked": revoked.len(), "by": "cli" })),
         )
         .await?;
-        events::record(&mut tx, ws, &[events::user(Kind::UserUpdated, &user)]).await?;
         tx.commit().await?;
         state.realtime.disconnect_sessions(&revoked).await;
         return Ok((user, false));
     }
+    drop(tx);
     let user = store::users::create(
-        &mut *tx,
+        &state.db,
         ws,
         NewUser {
             username,
@@ -422,8 +418,6 @@ pub async fn create_or_update_user_in(
         },
     )
     .await?;
-    events::record(&mut tx, ws, &[events::user(Kind::UserCreated, &user)]).await?;
-    tx.commit().await?;
     Ok((user, true))
 }
 

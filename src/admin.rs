@@ -9,7 +9,6 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     error::{AppError, AppResult},
-    events::{self, Kind},
     store::{
         self,
         audit::{self, By},
@@ -109,14 +108,6 @@ pub(crate) async fn set_disabled(
             .detail(detail)
             .by(by);
         audit::record(&mut *tx, ws, entry).await?;
-        if let Some(user) = store::users::find(&mut *tx, ws, user_id).await? {
-            let kind = if disabled {
-                Kind::UserDisabled
-            } else {
-                Kind::UserEnabled
-            };
-            events::record(&mut tx, ws, &[events::user(kind, &user)]).await?;
-        }
     }
     tx.commit().await?;
     if disabled {

@@ -75,8 +75,6 @@ pub struct Config {
     pub history_limit: u32,
     /// Seconds after sending during which the sender may edit a message (0: no limit).
     pub edit_window: u64,
-    /// Days the event log keeps an event (0: forever).
-    pub event_retention_days: u64,
     /// Set: several nodes share one Redis. Unset: one node.
     pub redis_url: Option<SecretUrl>,
     /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
@@ -286,11 +284,6 @@ impl Config {
             )?)),
             history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
             edit_window: env.parse("EDIT_WINDOW", 0, "a whole number of seconds (0: no limit)")?,
-            event_retention_days: env.parse(
-                "EVENT_RETENTION_DAYS",
-                30,
-                "a whole number of days (0: keep forever)",
-            )?,
             redis_url: redis_url.map(SecretUrl),
             redis_prefix,
             default_rooms,

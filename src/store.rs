@@ -4,7 +4,6 @@
 
 pub mod api_keys;
 pub mod audit;
-pub mod events;
 pub mod members;
 pub mod mentions;
 pub mod messages;

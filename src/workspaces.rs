@@ -13,7 +13,6 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     error::{AppError, AppResult},
-    events,
     store::{self, workspaces::Workspace},
     validate,
 };
@@ -93,15 +92,7 @@ pub async fn create_in(
     validate::workspace_slug("slug", slug)?;
     let name = validate::workspace_name("name", name)?;
     let workspace = store::workspaces::create(&mut *tx, slug, &name).await?;
-    let rooms =
-        store::rooms::ensure_public(&mut *tx, workspace.id, &state.config.default_rooms).await?;
-    let logged: Vec<_> = rooms
-        .iter()
-        .map(|room| events::room(events::Kind::RoomCreated, room))
-        .collect();
-    // Not the transaction's last statement (signup adds its owner after): nothing else can
-    // write events of a workspace before the workspace is committed.
-    events::record(tx, workspace.id, &logged).await?;
+    store::rooms::ensure_public(&mut *tx, workspace.id, &state.config.default_rooms).await?;
     Ok(workspace)
 }
 

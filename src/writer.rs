@@ -6,11 +6,10 @@
 //! the cost of a commit (and its fsync) is spread over many; when idle, a change commits alone
 //! and at once. Nothing is acknowledged before its commit.
 //!
-//! A batch of plain new messages is one statement (`store::messages::insert_batch`), committed
-//! on its own, which writes their events too. Any other batch is one transaction: it first locks
-//! the batch's rooms (in id order, so writers on several nodes cannot deadlock), then stores each
-//! run of changes of one kind with one statement, in queue order, appends the batch's events
-//! (`events`), and commits. Either way a committed change always has its events. Because one task commits batches one
+//! A batch of new messages only is one statement (`store::messages::insert_batch`), committed
+//! on its own. Any other batch is one transaction: it first locks the batch's rooms (in id
+//! order, so writers on several nodes cannot deadlock), then stores each run of changes of one
+//! kind with one statement, in queue order, and commits. Because one task commits batches one
 //! after the other, and each room's changes are numbered under its lock, revs are assigned,
 //! acknowledged and announced in commit order, and a socket that enqueues its changes in order
 //! gets them committed in that order.
@@ -38,13 +37,10 @@ use uuid::Uuid;
 
 use crate::{
     error::{is_connection_error, AppError, AppResult},
-    events::{self, Kind},
     metrics::Metrics,
     store::{
         self,
-        messages::{
-            self, BatchOutcome, ChangeOutcome, Delete, Edit, Log, Message, NewMessage, Stored,
-        },
+        messages::{self, BatchOutcome, ChangeOutcome, Delete, Edit, Message, NewMessage, Stored},
         reactions::{self, React, ReactOutcome},
         rooms::RoomRef,
         users::UserRef,
@@ -315,13 +311,10 @@ async fn deliver_in_order(deliver: Deliver, mut rx: mpsc::Receiver<ToDeliver>) {
     }
 }
 
-/// A change's outcome after its commit, what it announces, and the messages (in their state
-/// after it) that its events show.
+/// A change's outcome after its commit, and what it announces.
 struct Effect {
     applied: Applied,
     announce: Vec<Announcement>,
-    /// (type, message) of each event the change makes.
-    logged: Vec<(events::Kind, Uuid)>,
 }
 
 /// Commits a batch and answers each sender; returns the announcements, in batch order.
@@ -407,10 +400,9 @@ impl Batches {
         })
     }
 
-    /// One commit of `changes`: plain new messages alone in one statement, which writes their
-    /// events too; anything else in one transaction that locks the rooms first and appends the
-    /// batch's events last. Then the messages the answers and announcements need are read back,
-    /// and each change's effect made.
+    /// One commit of `changes`: new messages alone in one statement; anything else in one
+    /// transaction that locks the rooms first. Then the messages the answers and announcements
+    /// need are read back, and each change's effect made.
     async fn try_commit(&self, changes: &[Change]) -> sqlx::Result<Vec<AppResult<Effect>>> {
         self.metrics.writer_statements.inc();
         // Plain messages (no thread reply, no mention) need one statement, committed alone.
@@ -424,7 +416,7 @@ impl Batches {
             })
             .collect();
         if let Some(sends) = only_sends {
-            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends, Log::Events)
+            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends)
                 .await?
                 .into_iter()
                 .map(Raw::Sent)
@@ -439,9 +431,7 @@ impl Batches {
             match &run[0] {
                 Change::Send(_) => {
                     let batch: Vec<NewMessage> = run.iter().filter_map(as_send).collect();
-                    // Their events are written below, with the mentions and thread summaries
-                    // of the second statement.
-                    let out = messages::insert_batch(&mut *tx, &batch, Log::Nothing).await?;
+                    let out = messages::insert_batch(&mut *tx, &batch).await?;
                     let stored: Vec<&Message> = out
                         .iter()
                         .filter_map(|o| match o {
@@ -470,34 +460,9 @@ impl Batches {
             }
         }
         let effects = effects(Reader::Tx(&mut tx), changes, raw).await?;
-        record_events(&mut tx, changes, &effects).await?;
         tx.commit().await?;
         Ok(effects)
     }
-}
-
-/// Appends the events of a transaction's batch, as its last statements: for each stored change,
-/// the messages it changed, made in SQL from the rows as the batch left them (see
-/// `store::events::append_messages`). A deletion also erases its message's text from earlier
-/// events.
-async fn record_events(
-    tx: &mut sqlx::PgConnection,
-    changes: &[Change],
-    effects: &[AppResult<Effect>],
-) -> sqlx::Result<()> {
-    let mut items: Vec<(&'static str, Uuid)> = Vec::new();
-    let mut deleted: Vec<Uuid> = Vec::new();
-    for (change, effect) in changes.iter().zip(effects) {
-        let Ok(effect) = effect else { continue };
-        for (kind, message) in &effect.logged {
-            items.push((kind.as_str(), *message));
-        }
-        if let (Change::Delete(d), false) = (change, effect.logged.is_empty()) {
-            deleted.push(d.id);
-        }
-    }
-    store::events::erase_message(&mut *tx, &deleted).await?;
-    store::events::append_messages(&mut *tx, &items).await
 }
 
 fn as_send(c: &Change) -> Option<NewMessage> {
@@ -667,7 +632,6 @@ async fn effects(
                         message: broadcast.clone(),
                         also_to: Vec::new(),
                     }];
-                    let mut logged = vec![(Kind::MessageCreated, message.id)];
                     if !message.mentions.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: message.mentions.iter().map(|u| u.id).collect(),
@@ -677,22 +641,18 @@ async fn effects(
                     if let Some(root) = m.thread_root_id {
                         if last_reply.get(&root) == Some(&i) {
                             if let Ok(root) = read(root, nobody) {
-                                let root = root.broadcast();
-                                logged.push((Kind::MessageUpdated, root.id));
-                                announce.push(Announcement::Updated(root));
+                                announce.push(Announcement::Updated(root.broadcast()));
                             }
                         }
                     }
                     Ok(Effect {
                         applied: Applied::Sent(Stored::New(*message)),
                         announce,
-                        logged,
                     })
                 }
                 BatchOutcome::Duplicate(id) => read(id, m.sender_id).map(|first| Effect {
                     applied: Applied::Sent(Stored::Duplicate(first)),
                     announce: Vec::new(),
-                    logged: Vec::new(),
                 }),
                 BatchOutcome::NoRoom => Err(room_gone()),
                 BatchOutcome::Refused => Err(AppError::Forbidden(
@@ -705,7 +665,6 @@ async fn effects(
                 } => read(e.id, e.editor_id).map(|message| {
                     let broadcast = message.clone().broadcast();
                     let mut announce = vec![Announcement::Updated(broadcast.clone())];
-                    let logged = vec![(Kind::MessageUpdated, message.id)];
                     if !newly_mentioned.is_empty() {
                         announce.push(Announcement::Mentioned {
                             users: newly_mentioned,
@@ -715,7 +674,6 @@ async fn effects(
                     Effect {
                         applied: Applied::Changed(message),
                         announce,
-                        logged,
                     }
                 }),
                 other => Err(refused_change(other)),
@@ -724,26 +682,16 @@ async fn effects(
                 ChangeOutcome::Changed { rev, seq, .. } => Ok(Effect {
                     applied: Applied::Deleted,
                     announce: vec![Announcement::Deleted { id: d.id, seq, rev }],
-                    logged: vec![(Kind::MessageDeleted, d.id)],
                 }),
                 ChangeOutcome::Unchanged => Ok(Effect {
                     applied: Applied::Deleted,
                     announce: Vec::new(),
-                    logged: Vec::new(),
                 }),
                 other => Err(refused_change(other)),
             },
             (Change::React(r, user), Raw::Reacted(outcome)) => match outcome {
                 ReactOutcome::Changed { rev, seq, count } => {
                     read(r.message_id, r.user_id).map(|message| Effect {
-                        logged: vec![(
-                            if r.on {
-                                Kind::ReactionAdded
-                            } else {
-                                Kind::ReactionRemoved
-                            },
-                            r.message_id,
-                        )],
                         applied: Applied::Changed(message),
                         announce: vec![Announcement::Reaction {
                             message_id: r.message_id,
@@ -759,7 +707,6 @@ async fn effects(
                 ReactOutcome::Unchanged => read(r.message_id, r.user_id).map(|message| Effect {
                     applied: Applied::Changed(message),
                     announce: Vec::new(),
-                    logged: Vec::new(),
                 }),
                 ReactOutcome::Missing => Err(no_message()),
                 ReactOutcome::Forbidden => Err(AppError::forbidden()),

@@ -37,7 +37,7 @@ async fn seqs_run_1_2_3_per_room_without_gaps() {
 /// and every message keeps the id it was given.
 #[tokio::test]
 async fn concurrent_senders_get_distinct_gap_free_seqs() {
-    use huddle::store::messages::{insert_batch, BatchOutcome, Log, NewMessage};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let room = app.create_room(&ann, "busy", "public").await;
@@ -53,7 +53,7 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
             ..NewMessage::default()
         };
         tasks.push(tokio::spawn(async move {
-            let outcome = insert_batch(&db, std::slice::from_ref(&message), Log::Events)
+            let outcome = insert_batch(&db, std::slice::from_ref(&message))
                 .await
                 .unwrap();
             let [BatchOutcome::New(stored)] = &outcome[..] else {
@@ -74,7 +74,7 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
 /// room's messages refused while the rest of the batch is stored.
 #[tokio::test]
 async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
-    use huddle::store::messages::{insert_batch, BatchOutcome, Log, NewMessage};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
     let app = spawn_app().await;
     let ann = app.register("ann").await;
     let id = |room: &Value| -> uuid::Uuid { room["id"].as_str().unwrap().parse().unwrap() };
@@ -91,7 +91,7 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         client_id: client_id.map(Into::into),
         ..NewMessage::default()
     };
-    let earlier = insert_batch(&app.db, &[msg(&a, "first", Some("k1"))], Log::Events)
+    let earlier = insert_batch(&app.db, &[msg(&a, "first", Some("k1"))])
         .await
         .unwrap();
     let [BatchOutcome::New(earlier)] = &earlier[..] else {
@@ -109,7 +109,7 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         msg(&b, "b1 again", Some("k2")), // repeat within the batch
         msg(&b, "b2", None),
     ];
-    let outcomes = insert_batch(&app.db, &batch, Log::Events).await.unwrap();
+    let outcomes = insert_batch(&app.db, &batch).await.unwrap();
     // A repeat is answered with its first copy's id: name it by that copy's body and seq.
     let mut first_copies = std::collections::HashMap::new();
     first_copies.insert(earlier.id, format!("{} {}", earlier.body, earlier.seq));

@@ -455,7 +455,7 @@ async fn an_admin_acts_inside_its_own_workspace_only() {
 /// whatever the socket layer let through.
 #[tokio::test]
 async fn the_writer_refuses_a_sender_of_another_workspace() {
-    use huddle::store::messages::{insert_batch, BatchOutcome, Log, NewMessage};
+    use huddle::store::messages::{insert_batch, BatchOutcome, NewMessage};
 
     let app = spawn_app().await;
     workspaces::create(&app.state, "acme", "Acme")
@@ -472,7 +472,7 @@ async fn the_writer_refuses_a_sender_of_another_workspace() {
         body: "hello".into(),
         ..NewMessage::default()
     };
-    let outcomes = insert_batch(&app.db, &[message(there.id), message(here.id)], Log::Events)
+    let outcomes = insert_batch(&app.db, &[message(there.id), message(here.id)])
         .await
         .unwrap();
     assert!(matches!(outcomes[0], BatchOutcome::Refused), "{outcomes:?}");

@@ -10,7 +10,7 @@ use huddle::{
     error::AppError,
     metrics::Metrics,
     store::{
-        messages::{insert_batch, BatchOutcome, Log, NewMessage, Stored},
+        messages::{insert_batch, BatchOutcome, NewMessage, Stored},
         rooms::RoomRef,
     },
     writer::{Applied, Change, Writer},
@@ -76,7 +76,7 @@ async fn a_removed_member_or_a_disabled_user_cannot_post_whatever_their_socket_b
         message(&square, &carl, "disabled here too"),
         message(&crew, &owner, "and again"),
     ];
-    let outcomes = insert_batch(&app.db, &batch, Log::Events).await.unwrap();
+    let outcomes = insert_batch(&app.db, &batch).await.unwrap();
     let summary: Vec<String> = outcomes
         .iter()
         .map(|o| match o {

@@ -2,7 +2,6 @@
 //! (`auth::api_key::ServerCaller`). Thin handlers over the same domain functions as the user
 //! routes, so one access rule, one writer and the same live effects hold for both.
 
-pub mod events;
 pub mod rooms;
 pub mod users;
 pub mod workspaces;
@@ -16,5 +15,4 @@ pub fn router() -> Router<AppState> {
         .merge(workspaces::router())
         .merge(users::router())
         .merge(rooms::router())
-        .merge(events::router())
 }

@@ -455,20 +455,9 @@ pub enum BatchOutcome {
 /// Repeats of a `client_id` within the batch are answered with the first copy. A unique violation (a concurrent copy of a `client_id` on
 /// another node) fails the whole statement, which uses up no seq; the writer then stores the
 /// batch's halves apart (see `writer::commit`).
-/// Whether `insert_batch` writes the `message.created` events of what it stores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Log {
-    /// In the statement itself: a batch of plain messages, committed alone, whose events must
-    /// be in the same commit.
-    Events,
-    /// The caller writes them later in its transaction (with what later statements add).
-    Nothing,
-}
-
 pub async fn insert_batch(
     db: impl PgExecutor<'_>,
     batch: &[NewMessage],
-    log: Log,
 ) -> sqlx::Result<Vec<BatchOutcome>> {
     use std::collections::HashMap;
 
@@ -544,9 +533,7 @@ pub async fn insert_batch(
                      from fresh group by room_id) c, locked l
                where r.id = any($6) and r.id = c.room_id and l.id = c.room_id
                returning r.id, r.workspace_id, r.last_seq - c.n as first_before,
-                         r.last_rev - c.revs as first_rev_before,
-                         -- Once per room, for the events of its messages below.
-                         case when $10 then huddle_room_json(r) end as room_json
+                         r.last_rev - c.revs as first_rev_before
            ), inserted as (
                insert into messages (id, workspace_id, room_id, seq, rev, sender_id, body,
                                      client_id, reply_to, thread_root_id, metadata)
@@ -558,52 +545,7 @@ pub async fn insert_batch(
                       coalesce(f.metadata, '{}')
                from fresh f join reserved r on r.id = f.room_id
                returning id, workspace_id, room_id, seq, rev, body, client_id, created_at,
-                         sender_id, thread_root_id, reply_to, metadata
-           ), counted as materialized (
-               select workspace_id, count(*) as n from inserted where $10 group by workspace_id
-           ), counter as (
-               -- The event log's positions, taken after the rooms' locks (this reads what the
-               -- insert stored) and held to the commit: see store::events::append.
-               insert into event_positions as p (workspace_id, last_position)
-               select workspace_id, n from counted order by workspace_id
-               on conflict (workspace_id)
-                   do update set last_position = p.last_position + excluded.last_position
-               returning p.workspace_id, p.last_position
-           ), logged as (
-               -- Each message.created event, as events::message makes it from the Rust types
-               -- (tests/events.rs compares the two): the room after the batch, the message.
-               insert into events (workspace_id, position, id, type, data, message_id, quoted_id)
-               select s.workspace_id,
-                      c.last_position - k.n
-                          + row_number() over (partition by s.workspace_id
-                                               order by s.room_id, s.seq),
-                      gen_random_uuid(), 'message.created',
-                      jsonb_build_object(
-                          'room', r.room_json,
-                          'message', jsonb_build_object(
-                              'id', s.id, 'room_id', s.room_id, 'seq', s.seq, 'rev', s.rev,
-                              'sender', jsonb_build_object('id', u.id, 'username', u.username,
-                                                           'display_name', u.display_name),
-                              'body', s.body, 'client_id', s.client_id,
-                              'created_at', huddle_rfc3339(s.created_at),
-                              'edited_at', null, 'deleted_at', null,
-                              'reply_to', (select jsonb_build_object(
-                                              'id', q.id, 'seq', q.seq,
-                                              'sender', jsonb_build_object(
-                                                  'id', qu.id, 'username', qu.username,
-                                                  'display_name', qu.display_name),
-                                              'body', left(q.body, 200))
-                                           from messages q join users qu on qu.id = q.sender_id
-                                           where q.id = s.reply_to),
-                              'thread_root_id', s.thread_root_id, 'thread', null,
-                              'reactions', '[]'::jsonb, 'mentions', '[]'::jsonb,
-                              'metadata', s.metadata)),
-                      s.id, s.reply_to
-               from inserted s
-               join counted k on k.workspace_id = s.workspace_id
-               join counter c on c.workspace_id = s.workspace_id
-               join reserved r on r.id = s.room_id
-               join users u on u.id = s.sender_id
+                         sender_id, thread_root_id
            )
            select s.id as "input_id!", false as "refused!", false as "duplicate!",
                   s.id as "id?", s.seq as "seq?", s.rev as "rev?",
@@ -625,7 +567,6 @@ pub async fn insert_batch(
         &replies as &[Option<Uuid>],
         &roots as &[Option<Uuid>],
         &metadata as &[Option<serde_json::Value>],
-        log == Log::Events,
     )
     .fetch_all(db)
     .await?;

@@ -102,21 +102,19 @@ pub async fn ensure_public(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
     names: &[String],
-) -> sqlx::Result<Vec<Room>> {
+) -> sqlx::Result<u64> {
     let ids: Vec<Uuid> = names.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query_as!(
-        Room,
+    let result = sqlx::query!(
         r#"insert into rooms (id, workspace_id, name, visibility)
            select id, $3, name, 'public' from unnest($1::uuid[], $2::text[]) as t(id, name)
-           on conflict (workspace_id, name) do nothing
-           returning id, name, visibility as "visibility: Visibility", topic, created_by,
-                     created_at, last_seq, last_rev, metadata as "metadata: Json<JsonObject>""#,
+           on conflict (workspace_id, name) do nothing"#,
         &ids,
         names,
         ws.as_uuid(),
     )
-    .fetch_all(db)
-    .await
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// Every public room of `ws`, by name.

@@ -312,9 +312,7 @@ impl TestApp {
                 ..NewMessage::default()
             })
             .collect();
-        let outcomes = insert_batch(&self.db, &batch, huddle::store::messages::Log::Events)
-            .await
-            .unwrap();
+        let outcomes = insert_batch(&self.db, &batch).await.unwrap();
         assert_eq!(outcomes.len(), n);
         for outcome in outcomes {
             assert!(

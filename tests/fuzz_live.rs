@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use common::server::{platform_key, workspace_key};
 use common::{
     sio::{ack_ok, SioClient, Transport},
     spawn_app, spawn_app_with, urlencode, TestApp,
@@ -245,7 +246,7 @@ async fn random_requests_to_every_route_get_contract_answers() {
         "%00".into(),
     ];
     // Every route with the methods it has.
-    let routes: [(&str, &[Method]); 24] = [
+    let routes: [(&str, &[Method]); 35] = [
         ("/api/auth/register", &[Method::POST]),
         ("/api/workspace", &[Method::GET]),
         ("/api/workspaces", &[Method::POST]),
@@ -280,6 +281,20 @@ async fn random_requests_to_every_route_get_contract_answers() {
         ("/api/direct/{uid}", &[Method::POST]),
         ("/api/admin/users/{uid}/disable", &[Method::POST]),
         ("/api/admin/users/{uid}/enable", &[Method::POST]),
+        ("/api/admin/api-keys", &[Method::GET, Method::POST]),
+        ("/api/admin/api-keys/{id}", &[Method::DELETE]),
+        ("/api/server/workspaces", &[Method::GET, Method::POST]),
+        ("/api/server/users/{ext}", &[Method::PUT]),
+        ("/api/server/users/{ext}/sessions", &[Method::POST]),
+        ("/api/server/users/{ext}/disable", &[Method::POST]),
+        ("/api/server/users/{ext}/enable", &[Method::POST]),
+        ("/api/server/rooms", &[Method::POST]),
+        ("/api/server/rooms/{id}", &[Method::DELETE]),
+        (
+            "/api/server/rooms/{id}/members/{ext}",
+            &[Method::PUT, Method::DELETE],
+        ),
+        ("/api/server/rooms/{id}/messages", &[Method::POST]),
         ("/readyz", &[Method::GET]),
         ("/nowhere", &[Method::GET]),
     ];
@@ -290,6 +305,26 @@ async fn random_requests_to_every_route_get_contract_answers() {
         Method::PATCH,
         Method::DELETE,
     ];
+    // The server API: keys of both kinds, a provisioned user, and external ids as paths carry
+    // them (and things no external id can be).
+    let key = workspace_key(&app.state, None).await;
+    let platform = platform_key(&app.state).await;
+    app.provision(
+        &key,
+        "ext-1",
+        json!({"username": "bot-one", "is_bot": true}),
+    )
+    .await;
+    let long_ext = "e".repeat(200);
+    let exts = [
+        "ext-1",
+        "ext-1",
+        "nobody",
+        "%00",
+        "a%0Ab",
+        "%F0%9F%91%8D",
+        long_ext.as_str(),
+    ];
     let mut rng = StdRng::seed_from_u64(7);
     let mut answers = std::collections::BTreeMap::new();
     for _ in 0..1500 {
@@ -298,6 +333,7 @@ async fn random_requests_to_every_route_get_contract_answers() {
         path = path.replace("{uid}", ids.choose(&mut rng).unwrap());
         path = path.replace("{mid}", mids.choose(&mut rng).unwrap());
         path = path.replace("{emoji}", emoji.choose(&mut rng).unwrap());
+        path = path.replace("{ext}", exts.choose(&mut rng).unwrap());
         if rng.gen_bool(0.3) {
             let cursor = ["before", "after", "after_rev"].choose(&mut rng).unwrap();
             path.push_str(&format!(
@@ -315,7 +351,9 @@ async fn random_requests_to_every_route_get_contract_answers() {
                     "visibility": "public", "topic": "t", "role": "member", "seq": 1,
                     "display_name": "d", "refresh_token": "r",
                     "current_password": "password-1", "new_password": "password-2",
-                    "body": "edited", "metadata": {"k": 1}});
+                    "body": "edited", "metadata": {"k": 1}, "sender": "ext-1",
+                    "owner": "ext-1", "members": [{"external_id": "ext-1", "role": "member"}],
+                    "slug": "fuzzed-ws", "is_bot": true});
                 let key = [
                     "username",
                     "password",
@@ -327,6 +365,11 @@ async fn random_requests_to_every_route_get_contract_answers() {
                     "display_name",
                     "body",
                     "metadata",
+                    "sender",
+                    "owner",
+                    "members",
+                    "slug",
+                    "is_bot",
                 ]
                 .choose(&mut rng)
                 .unwrap();
@@ -339,6 +382,12 @@ async fn random_requests_to_every_route_get_contract_answers() {
         let ends_sessions = route.ends_with("/logout") || route.ends_with("/password");
         let token = if ends_sessions {
             Some(carl.access.as_str())
+        } else if route.starts_with("/api/server/") {
+            let (k, p) = (Some(key.as_str()), Some(platform.as_str()));
+            [k, k, k, p, Some(ann.access.as_str()), None, Some("hk_junk")]
+                .choose(&mut rng)
+                .copied()
+                .flatten()
         } else {
             let (a, b) = (Some(ann.access.as_str()), Some(bob.access.as_str()));
             [a, a, a, b, b, None, Some("junk")]
@@ -357,6 +406,12 @@ async fn random_requests_to_every_route_get_contract_answers() {
         }
         if rng.gen_bool(0.8) {
             req = req.header("content-type", "application/json");
+        }
+        if rng.gen_bool(0.1) {
+            let slug = ["default", "fuzzed-ws", "nowhere", "%00", "NOT A SLUG"]
+                .choose(&mut rng)
+                .unwrap();
+            req = req.header("Huddle-Workspace", *slug);
         }
         let res = req.body(body.clone()).send().await.unwrap();
         let status = res.status().as_u16();

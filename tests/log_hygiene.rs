@@ -1,4 +1,5 @@
-//! M-9: access tokens and message bodies never reach the logs, even with `RUST_LOG=trace`. Runs
+//! M-9: access tokens, API keys and message bodies never reach the logs, even with
+//! `RUST_LOG=trace`. Runs
 //! the real binary (its own process, so its own logging set-up) and reads everything it printed.
 
 mod common;
@@ -18,7 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 #[tokio::test]
-async fn trace_logging_prints_neither_tokens_nor_message_bodies() {
+async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
     let db_name = format!("huddle_test_{}", Uuid::new_v4().simple());
     let log_path = std::env::temp_dir().join(format!("{db_name}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -68,6 +69,27 @@ async fn trace_logging_prints_neither_tokens_nor_message_bodies() {
         bodies.push(body);
     }
     api.get("/api/me", Some(&wendy.access)).await.ok(200);
+    // An API key, made over REST and used on the server API, and a session it mints.
+    let db = sqlx::PgPool::connect(&format!("{}/{db_name}", postgres_server_url()))
+        .await
+        .unwrap();
+    sqlx::query("update users set is_admin = true where id = $1")
+        .bind(wendy.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let created = api
+        .post(
+            "/api/admin/api-keys",
+            Some(&wendy.access),
+            json!({"name": "logs"}),
+        )
+        .await;
+    let key = created.ok(201)["secret"].as_str().unwrap().to_owned();
+    api.provision(&key, "ext-1", json!({"username": "kim"}))
+        .await;
+    let kim = api.minted(&key, "ext-1").await;
 
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -90,6 +112,17 @@ async fn trace_logging_prints_neither_tokens_nor_message_bodies() {
     assert!(
         !printed.contains(&wendy.refresh),
         "the refresh token was logged"
+    );
+    // A key's prefix is meant to be shown; the rest of it never is.
+    assert!(!printed.contains(&key[11..]), "an API key was logged");
+    let minted = kim.access.rsplit('.').next().unwrap();
+    assert!(
+        !printed.contains(minted),
+        "a minted access token was logged"
+    );
+    assert!(
+        !printed.contains(&kim.refresh),
+        "a minted refresh token was logged"
     );
     for body in &bodies {
         assert!(

@@ -26,5 +26,6 @@ pub mod server_api;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+pub mod webhooks;
 pub mod workspaces;
 pub mod writer;

@@ -516,4 +516,20 @@ async fn what_the_backend_does_on_one_node_reaches_sockets_on_every_node() {
     for s in [&on_b, &on_c] {
         assert_eq!(s.next("removed").await["reason"], "kicked");
     }
+    // Disabling the user through a third node disconnects their sockets on the other two.
+    a.server(
+        Method::POST,
+        "/api/server/users/ext-ann/disable",
+        &key,
+        None,
+        None,
+    )
+    .await
+    .ok(204);
+    for s in [&on_b, &on_c] {
+        s.wait_disconnected().await;
+    }
+    b.get("/api/me", Some(&ann.access))
+        .await
+        .error(401, "unauthorized");
 }

@@ -207,6 +207,25 @@ async fn keys_and_user_tokens_are_not_interchangeable() {
         .await
         .unwrap();
     assert_eq!(bare.status(), 401);
+    // A Huddle-Workspace header that is no text: 401 without a valid key, 400 with one.
+    for (token, status, code) in [
+        (unknown.as_str(), 401, "unauthorized"),
+        (key.as_str(), 400, "invalid_input"),
+    ] {
+        let res = app
+            .client
+            .put(app.url("/api/server/users/b"))
+            .bearer_auth(token)
+            .header(
+                "Huddle-Workspace",
+                reqwest::header::HeaderValue::from_bytes(b"ac\xffme").unwrap(),
+            )
+            .json(&json!({"username": "bob"}))
+            .send()
+            .await
+            .unwrap();
+        common::into_reply(res).await.error(status, code);
+    }
     // A key on a user route: 401.
     app.get("/api/me", Some(&key))
         .await

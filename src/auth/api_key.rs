@@ -130,9 +130,17 @@ impl FromRequestParts<AppState> for ServerCaller {
         let token = super::bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
         let workspace = match parts.headers.get(WORKSPACE_HEADER) {
             None => None,
-            Some(value) => Some(value.to_str().map_err(|_| {
-                AppError::invalid_field("Huddle-Workspace", "must be a workspace slug")
-            })?),
+            Some(value) => match value.to_str() {
+                Ok(slug) => Some(slug),
+                Err(_) => {
+                    // The key first: without a valid one, the answer is 401 whatever the headers.
+                    authenticate(state, token, None).await?;
+                    return Err(AppError::invalid_field(
+                        "Huddle-Workspace",
+                        "must be a workspace slug",
+                    ));
+                }
+            },
         };
         authenticate(state, token, workspace).await
     }

@@ -1,10 +1,8 @@
 //! The `sessions` and `rotated_refresh_tokens` tables: logins and their refresh-token chains.
 
-use sqlx::PgExecutor;
+use sqlx::{types::Json, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-use sqlx::types::Json;
 
 use super::users::User;
 use crate::{store::messages::JsonObject, workspaces::WorkspaceId};

@@ -12,6 +12,7 @@ use crate::{
     app::AppState,
     auth::{token, AuthUser},
     error::{AppError, AppResult},
+    events::{self, Kind},
     store::{
         self, audit,
         sessions::{RevokeReason, Rotation},
@@ -126,6 +127,7 @@ pub(crate) async fn open_account(
     )
     .await?;
     let tokens = open_session(state, tx, &user, user_agent).await?;
+    events::record(tx, ws, &[events::user(Kind::UserCreated, &user)]).await?;
     Ok(Authenticated { user, tokens })
 }
 
@@ -302,10 +304,12 @@ pub async fn set_display_name(
     display_name: &str,
 ) -> AppResult<User> {
     let display_name = validate::display_name("display_name", display_name)?;
-    Ok(
-        store::users::set_display_name(&state.db, caller.workspace(), caller.id(), &display_name)
-            .await?,
-    )
+    let ws = caller.workspace();
+    let mut tx = state.db.begin().await?;
+    let user = store::users::set_display_name(&mut *tx, ws, caller.id(), &display_name).await?;
+    events::record(&mut tx, ws, &[events::user(Kind::UserUpdated, &user)]).await?;
+    tx.commit().await?;
+    Ok(user)
 }
 
 /// Changes the caller's password and revokes every other session of theirs. A wrong current
@@ -402,13 +406,13 @@ pub async fn create_or_update_user_in(
                 .detail(json!({ "sessions_revoked": revoked.len(), "by": "cli" })),
         )
         .await?;
+        events::record(&mut tx, ws, &[events::user(Kind::UserUpdated, &user)]).await?;
         tx.commit().await?;
         state.realtime.disconnect_sessions(&revoked).await;
         return Ok((user, false));
     }
-    drop(tx);
     let user = store::users::create(
-        &state.db,
+        &mut *tx,
         ws,
         NewUser {
             username,
@@ -418,6 +422,8 @@ pub async fn create_or_update_user_in(
         },
     )
     .await?;
+    events::record(&mut tx, ws, &[events::user(Kind::UserCreated, &user)]).await?;
+    tx.commit().await?;
     Ok((user, true))
 }
 

@@ -9,6 +9,7 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     error::{AppError, AppResult},
+    events::{self, Kind},
     store::{
         self,
         audit::{self, By},
@@ -108,6 +109,14 @@ pub(crate) async fn set_disabled(
             .detail(detail)
             .by(by);
         audit::record(&mut *tx, ws, entry).await?;
+        if let Some(user) = store::users::find(&mut *tx, ws, user_id).await? {
+            let kind = if disabled {
+                Kind::UserDisabled
+            } else {
+                Kind::UserEnabled
+            };
+            events::record(&mut tx, ws, &[events::user(kind, &user)]).await?;
+        }
     }
     tx.commit().await?;
     if disabled {

@@ -75,6 +75,13 @@ pub struct Config {
     pub history_limit: u32,
     /// Seconds after sending during which the sender may edit a message (0: no limit).
     pub edit_window: u64,
+    /// Days the event log keeps an event (0: forever).
+    pub event_retention_days: u64,
+    /// Webhooks may be delivered to loopback, private and link-local addresses (tests, a
+    /// receiver on the same private network). Off by default: the SSRF guard.
+    pub webhook_allow_private: bool,
+    /// The wait before a failed webhook delivery's first retry; it doubles with each attempt.
+    pub webhook_retry_base: Duration,
     /// Set: several nodes share one Redis. Unset: one node.
     pub redis_url: Option<SecretUrl>,
     /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
@@ -250,6 +257,15 @@ impl Config {
                 )))
             }
         };
+        let webhook_allow_private = match env.get("WEBHOOK_ALLOW_PRIVATE").unwrap_or("false") {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "WEBHOOK_ALLOW_PRIVATE must be 'true' or 'false', got '{other}'"
+                )))
+            }
+        };
         let workspace_signup = match env.get("WORKSPACE_SIGNUP").unwrap_or("closed") {
             "closed" => WorkspaceSignup::Closed,
             "open" => WorkspaceSignup::Open,
@@ -284,6 +300,18 @@ impl Config {
             )?)),
             history_limit: env.bounded("HISTORY_LIMIT", 50, 1, 1000)?,
             edit_window: env.parse("EDIT_WINDOW", 0, "a whole number of seconds (0: no limit)")?,
+            event_retention_days: env.parse(
+                "EVENT_RETENTION_DAYS",
+                30,
+                "a whole number of days (0: keep forever)",
+            )?,
+            webhook_allow_private,
+            webhook_retry_base: Duration::from_millis(u64::from(env.bounded(
+                "WEBHOOK_RETRY_BASE_MS",
+                5_000,
+                10,
+                600_000,
+            )?)),
             redis_url: redis_url.map(SecretUrl),
             redis_prefix,
             default_rooms,
@@ -467,6 +495,8 @@ mod tests {
             ("REDIS_URL", "localhost:6379"),
             ("DEFAULT_ROOMS", "general,Bad Room"),
             ("TRUST_PROXY", "maybe"),
+            ("WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("WEBHOOK_RETRY_BASE_MS", "0"),
             (
                 "JWT_PREVIOUS_SECRETS",
                 "0123456789abcdef0123456789abcdef,short",

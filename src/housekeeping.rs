@@ -1,5 +1,5 @@
 //! Periodic clean-up of what would otherwise grow forever: sessions that ended long ago and the
-//! refresh tokens they rotated away.
+//! refresh tokens they rotated away, and events older than `EVENT_RETENTION_DAYS`.
 //!
 //! A session's rows are kept for `ENDED_SESSION_KEPT` after it was revoked or expired, so that a
 //! replayed refresh token of a recent session is still recognised (and audited) as a replay;
@@ -30,6 +30,11 @@ pub fn spawn(state: AppState) {
                 Ok(n) => tracing::info!(sessions = n, "deleted sessions that ended long ago"),
                 Err(err) => tracing::warn!(error = %err, "cleaning up ended sessions failed"),
             }
+            match purge_old_events(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "deleted events past EVENT_RETENTION_DAYS"),
+                Err(err) => tracing::warn!(error = %err, "cleaning up old events failed"),
+            }
         }
     });
 }
@@ -43,6 +48,27 @@ pub async fn purge_ended_sessions(state: &AppState) -> sqlx::Result<u64> {
         total += n;
         if n < CHUNK as u64 {
             return Ok(total);
+        }
+    }
+}
+
+/// Deletes events older than `EVENT_RETENTION_DAYS` (none when it is 0), a chunk at a time,
+/// logging progress when there are many. Returns how many.
+pub async fn purge_old_events(state: &AppState) -> sqlx::Result<u64> {
+    let days = state.config.event_retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let days = i64::try_from(days).unwrap_or(i64::MAX).min(1_000_000);
+    let mut total = 0;
+    loop {
+        let n = store::events::purge_older_than(&state.db, days, CHUNK).await?;
+        total += n;
+        if n < CHUNK as u64 {
+            return Ok(total);
+        }
+        if total % (100 * CHUNK as u64) == 0 {
+            tracing::info!(events = total, "deleting old events");
         }
     }
 }

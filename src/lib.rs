@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod events;
 pub mod housekeeping;
 pub mod http;
 pub mod limits;

@@ -11,6 +11,7 @@ use crate::{
     app::AppState,
     auth::api_key::ServerCaller,
     error::{AppError, AppResult},
+    events::{self, Kind},
     store::{
         self,
         audit::By,
@@ -48,9 +49,11 @@ pub async fn put_user(
         .metadata
         .map(|m| validate::metadata("metadata", m))
         .transpose()?;
+    let ws = caller.workspace();
+    let mut tx = state.db.begin().await?;
     let (user, created) = store::users::provision(
-        &state.db,
-        caller.workspace(),
+        &mut *tx,
+        ws,
         Provisioned {
             external_id,
             username: &fields.username,
@@ -61,6 +64,13 @@ pub async fn put_user(
         },
     )
     .await?;
+    let kind = if created {
+        Kind::UserCreated
+    } else {
+        Kind::UserUpdated
+    };
+    events::record(&mut tx, ws, &[events::user(kind, &user)]).await?;
+    tx.commit().await?;
     if created {
         tracing::info!(user.id = %user.id, key.id = %caller.key_id, "user provisioned");
     }

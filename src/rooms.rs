@@ -13,6 +13,7 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     error::{AppError, AppResult},
+    events::{self, Kind},
     store::{
         self,
         audit::{self, By},
@@ -252,9 +253,11 @@ pub(crate) async fn insert(
         owner,
     )
     .await?;
+    let mut logged = vec![events::room(Kind::RoomCreated, &room)];
     for &(user, role) in members {
         let added_by = if role == Role::Owner { None } else { added_by };
-        store::members::upsert(&mut *tx, ws, room.id, user, role, added_by).await?;
+        let member = store::members::upsert(&mut *tx, ws, room.id, user, role, added_by).await?;
+        logged.push(events::member(Kind::MemberAdded, &room, &member, None));
     }
     audit::record(
         &mut *tx,
@@ -265,6 +268,7 @@ pub(crate) async fn insert(
             .by(by),
     )
     .await?;
+    events::record(&mut tx, ws, &logged).await?;
     tx.commit().await?;
     Ok(room)
 }
@@ -273,9 +277,17 @@ pub(crate) async fn insert(
 /// so a changed `DEFAULT_ROOMS` reaches it). Other workspaces get theirs when they are created.
 pub async fn ensure_default_rooms(state: &AppState) -> anyhow::Result<()> {
     let names = &state.config.default_rooms;
-    let created = store::rooms::ensure_public(&state.db, WorkspaceId::DEFAULT, names).await?;
-    if created > 0 {
-        tracing::info!(created, "default rooms created");
+    let ws = WorkspaceId::DEFAULT;
+    let mut tx = state.db.begin().await?;
+    let created = store::rooms::ensure_public(&mut *tx, ws, names).await?;
+    let logged: Vec<_> = created
+        .iter()
+        .map(|room| events::room(Kind::RoomCreated, room))
+        .collect();
+    store::events::append(&mut tx, ws, &logged).await?;
+    tx.commit().await?;
+    if !created.is_empty() {
+        tracing::info!(created = created.len(), "default rooms created");
     }
     Ok(())
 }
@@ -331,7 +343,11 @@ pub async fn update(
     }
     let ws = caller.workspace();
     let topic = topic.as_ref().map(|t| t.as_deref());
-    Ok(store::rooms::update(&state.db, ws, room_id, topic, metadata.as_ref()).await?)
+    let mut tx = state.db.begin().await?;
+    let room = store::rooms::update(&mut *tx, ws, room_id, topic, metadata.as_ref()).await?;
+    events::record(&mut tx, ws, &[events::room(Kind::RoomUpdated, &room)]).await?;
+    tx.commit().await?;
+    Ok(room)
 }
 
 /// Deletes a room (its owner, or an admin of its workspace, who need not be able to see it); its
@@ -371,6 +387,9 @@ pub(crate) async fn apply_delete(
 ) -> AppResult<()> {
     purge_messages(state, ws, room).await?;
     let mut tx = state.db.begin().await?;
+    // Messages sent since the last chunk go with the room row's cascade; their events here.
+    let late = store::messages::ids_in_room(&mut *tx, ws, room.id).await?;
+    store::events::forget_messages(&mut tx, &late).await?;
     if !store::rooms::delete(&mut *tx, ws, room.id).await? {
         return Err(AppError::not_found());
     }
@@ -383,6 +402,7 @@ pub(crate) async fn apply_delete(
             .by(by),
     )
     .await?;
+    events::record(&mut tx, ws, &[events::room(Kind::RoomDeleted, room)]).await?;
     tx.commit().await?;
     state
         .realtime
@@ -401,7 +421,13 @@ async fn purge_messages(state: &AppState, ws: WorkspaceId, room: &Room) -> AppRe
     let started = std::time::Instant::now();
     let mut reported = started;
     loop {
-        let done = store::messages::purge_some(&state.db, ws, room.id, CHUNK).await?;
+        // A chunk of messages and their events go together: the log never shows a message
+        // that history no longer has.
+        let mut tx = state.db.begin().await?;
+        let gone = store::messages::purge_some(&mut *tx, ws, room.id, CHUNK).await?;
+        store::events::forget_messages(&mut tx, &gone).await?;
+        tx.commit().await?;
+        let done = gone.len() as u64;
         purged += done;
         if done < CHUNK as u64 {
             break;
@@ -492,6 +518,11 @@ pub(crate) async fn apply_grant(
                 .by(by),
         )
         .await?;
+        let kind = match current {
+            None => Kind::MemberAdded,
+            Some(_) => Kind::MemberRoleChanged,
+        };
+        events::record(&mut tx, ws, &[events::member(kind, room, &member, None)]).await?;
     }
     tx.commit().await?;
     Ok(member)
@@ -566,9 +597,9 @@ pub(crate) async fn apply_removal(
     by: By,
 ) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    if !store::members::remove(&mut *tx, ws, room.id, user.id).await? {
+    let Some(added_at) = store::members::remove(&mut *tx, ws, room.id, user.id).await? else {
         return Err(AppError::NotFound("no such member".into()));
-    }
+    };
     audit::record(
         &mut *tx,
         ws,
@@ -579,6 +610,13 @@ pub(crate) async fn apply_removal(
             .by(by),
     )
     .await?;
+    let member = Member {
+        user: UserRef::from(user),
+        role,
+        added_at,
+    };
+    let removed = events::member(Kind::MemberRemoved, room, &member, Some(removal));
+    events::record(&mut tx, ws, &[removed]).await?;
     tx.commit().await?;
     state
         .realtime
@@ -647,7 +685,26 @@ pub async fn direct(
         // Refused: the transaction is dropped, so the room is not made.
         state.quotas.new_room(caller.id()).await?;
     }
-    store::members::add_missing(&mut *tx, ws, room.id, &[caller.id(), other.id]).await?;
+    let added =
+        store::members::add_missing(&mut *tx, ws, room.id, &[caller.id(), other.id]).await?;
+    let mut logged = Vec::new();
+    if created {
+        logged.push(events::room(Kind::RoomCreated, &room));
+    }
+    for (user_id, added_at) in added {
+        let user = if user_id == caller.id() {
+            UserRef::from(&caller.user)
+        } else {
+            UserRef::from(&other)
+        };
+        let member = Member {
+            user,
+            role: Role::Member,
+            added_at,
+        };
+        logged.push(events::member(Kind::MemberAdded, &room, &member, None));
+    }
+    events::record(&mut tx, ws, &logged).await?;
     tx.commit().await?;
     Ok((room, other))
 }

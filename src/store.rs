@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod events;
 pub mod members;
 pub mod mentions;
 pub mod messages;
@@ -11,6 +12,7 @@ pub mod reactions;
 pub mod rooms;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use sqlx::{postgres::PgPoolOptions, PgPool};

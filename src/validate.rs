@@ -201,6 +201,21 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
+/// An event log page size: an integer from 1 to 1000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventLimit(pub i64);
+
+impl<'de> Deserialize<'de> for EventLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_i64(Bounded {
+            min: 1,
+            max: 1000,
+            what: "an integer from 1 to 1000",
+        })
+        .map(EventLimit)
+    }
+}
+
 /// An integer in `min..=max`. Query strings reach it through `deserialize_i64` as parsed
 /// numbers, JSON as numbers; anything else is refused with `what` as the expectation.
 struct Bounded {

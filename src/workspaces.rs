@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     error::{AppError, AppResult},
+    events,
     store::{self, workspaces::Workspace},
     validate,
 };
@@ -92,7 +93,15 @@ pub async fn create_in(
     validate::workspace_slug("slug", slug)?;
     let name = validate::workspace_name("name", name)?;
     let workspace = store::workspaces::create(&mut *tx, slug, &name).await?;
-    store::rooms::ensure_public(&mut *tx, workspace.id, &state.config.default_rooms).await?;
+    let rooms =
+        store::rooms::ensure_public(&mut *tx, workspace.id, &state.config.default_rooms).await?;
+    let logged: Vec<_> = rooms
+        .iter()
+        .map(|room| events::room(events::Kind::RoomCreated, room))
+        .collect();
+    // Not the transaction's last statement (signup adds its owner after): nothing else can
+    // write events of a workspace before the workspace is committed.
+    events::record(tx, workspace.id, &logged).await?;
     Ok(workspace)
 }
 

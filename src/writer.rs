@@ -37,10 +37,13 @@ use uuid::Uuid;
 
 use crate::{
     error::{is_connection_error, AppError, AppResult},
+    events::{self, Kind},
     metrics::Metrics,
     store::{
         self,
-        messages::{self, BatchOutcome, ChangeOutcome, Delete, Edit, Message, NewMessage, Stored},
+        messages::{
+            self, BatchOutcome, ChangeOutcome, Delete, Edit, Log, Message, NewMessage, Stored,
+        },
         reactions::{self, React, ReactOutcome},
         rooms::RoomRef,
         users::UserRef,
@@ -416,7 +419,7 @@ impl Batches {
             })
             .collect();
         if let Some(sends) = only_sends {
-            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends)
+            let raw: Vec<Raw> = messages::insert_batch(&self.db, &sends, Log::InStatement)
                 .await?
                 .into_iter()
                 .map(Raw::Sent)
@@ -431,7 +434,7 @@ impl Batches {
             match &run[0] {
                 Change::Send(_) => {
                     let batch: Vec<NewMessage> = run.iter().filter_map(as_send).collect();
-                    let out = messages::insert_batch(&mut *tx, &batch).await?;
+                    let out = messages::insert_batch(&mut *tx, &batch, Log::ByCaller).await?;
                     let stored: Vec<&Message> = out
                         .iter()
                         .filter_map(|o| match o {
@@ -439,11 +442,15 @@ impl Batches {
                             _ => None,
                         })
                         .collect();
+                    let roots: Vec<Uuid> = stored.iter().filter_map(|m| m.thread_root_id).collect();
+                    keep_created_events(&mut tx, &roots).await?;
                     messages::threads_and_mentions(&mut *tx, &stored).await?;
                     raw.extend(out.into_iter().map(Raw::Sent));
                 }
                 Change::Edit(_) => {
                     let batch: Vec<Edit> = run.iter().filter_map(as_edit).collect();
+                    let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+                    keep_created_events(&mut tx, &ids).await?;
                     let out = messages::edit_batch(&mut *tx, &batch, self.edit_window).await?;
                     raw.extend(out.into_iter().map(Raw::Changed));
                 }
@@ -454,15 +461,121 @@ impl Batches {
                 }
                 Change::React(..) => {
                     let batch: Vec<React> = run.iter().filter_map(as_react).collect();
+                    let ids: Vec<Uuid> = batch.iter().map(|r| r.message_id).collect();
+                    keep_created_events(&mut tx, &ids).await?;
                     let out = reactions::react_batch(&mut *tx, &batch).await?;
                     raw.extend(out.into_iter().map(Raw::Reacted));
                 }
             }
         }
         let effects = effects(Reader::Tx(&mut tx), changes, raw).await?;
+        record_events(&mut tx, changes, &effects).await?;
         tx.commit().await?;
         Ok(effects)
     }
+}
+
+/// Before messages change: a `message.created` event that still reads its message when it is
+/// read (nothing changed it since) gets the message stored as it is now, so that the event
+/// keeps showing the message as it was created.
+async fn keep_created_events(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    let unchanged = store::events::unchanged_since_created(&mut *tx, &ids).await?;
+    if unchanged.is_empty() {
+        return Ok(());
+    }
+    let created: Vec<(Uuid, serde_json::Value, Option<Uuid>)> =
+        messages::read_many(&mut *tx, &unchanged)
+            .await?
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    events::message_data(m),
+                    m.reply_to.as_ref().map(|q| q.id),
+                )
+            })
+            .collect();
+    store::events::store_created(&mut *tx, &created).await
+}
+
+/// Appends the events of a transaction's batch, as its last statement: one per announcement
+/// (the event log tells a backend what the sockets were told). A new message's event reads its
+/// message when it is read, unless the batch changes the message too; a deletion erases the
+/// message's text from its earlier events.
+async fn record_events(
+    tx: &mut sqlx::PgConnection,
+    changes: &[Change],
+    effects: &[AppResult<Effect>],
+) -> sqlx::Result<()> {
+    let mut deleted: HashSet<Uuid> = HashSet::new();
+    let mut changed: HashSet<Uuid> = HashSet::new();
+    for (change, effect) in changes.iter().zip(effects) {
+        let Ok(effect) = effect else { continue };
+        for announcement in &effect.announce {
+            match announcement {
+                Announcement::Deleted { id, .. } => {
+                    deleted.insert(*id);
+                }
+                Announcement::Updated(m) => {
+                    changed.insert(m.id);
+                }
+                Announcement::Reaction { message_id, .. } => {
+                    changed.insert(*message_id);
+                }
+                _ => {}
+            }
+        }
+        if let Change::Send(m) = change {
+            if let Some(root) = m.thread_root_id {
+                changed.insert(root);
+            }
+        }
+    }
+    let mut logged = Vec::new();
+    for effect in effects.iter().flatten() {
+        for announcement in &effect.announce {
+            let (kind, id, shown) = match announcement {
+                Announcement::Message { message, .. } => {
+                    (Kind::MessageCreated, message.id, Some(message))
+                }
+                Announcement::Updated(message) => (Kind::MessageUpdated, message.id, Some(message)),
+                Announcement::Deleted { id, .. } => (Kind::MessageDeleted, *id, None),
+                Announcement::Reaction { message_id, on, .. } => {
+                    let kind = if *on {
+                        Kind::ReactionAdded
+                    } else {
+                        Kind::ReactionRemoved
+                    };
+                    let message = match &effect.applied {
+                        Applied::Changed(m) => Some(m),
+                        _ => None,
+                    };
+                    (kind, *message_id, message)
+                }
+                Announcement::Mentioned { .. } => continue,
+            };
+            let stored = match shown {
+                // A new message no later change of the batch touched reads itself later.
+                Some(_) if kind == Kind::MessageCreated && !changed.contains(&id) => None,
+                _ if deleted.contains(&id) => None,
+                other => other,
+            };
+            logged.push(match stored {
+                Some(message) => events::message(kind, message),
+                None => events::message_read_later(kind, id),
+            });
+        }
+    }
+    let mut deleted: Vec<Uuid> = deleted.into_iter().collect();
+    deleted.sort();
+    store::events::erase_messages(&mut *tx, &deleted).await?;
+    store::events::append_for_messages(&mut *tx, logged).await
 }
 
 fn as_send(c: &Change) -> Option<NewMessage> {

@@ -67,9 +67,13 @@ async fn a_client_that_stops_reading_is_disconnected_and_costs_bounded_memory() 
             ..Default::default()
         })
         .collect();
-    huddle::store::messages::insert_batch(&cluster.db, &batch)
-        .await
-        .unwrap();
+    huddle::store::messages::insert_batch(
+        &cluster.db,
+        &batch,
+        huddle::store::messages::Log::InStatement,
+    )
+    .await
+    .unwrap();
 
     let pid = pid_of_node(node.port);
     let before = rss_kib(pid);
@@ -257,9 +261,13 @@ async fn a_history_page_is_bounded_in_bytes() {
             ..Default::default()
         })
         .collect();
-    huddle::store::messages::insert_batch(&app.db, &batch)
-        .await
-        .unwrap();
+    huddle::store::messages::insert_batch(
+        &app.db,
+        &batch,
+        huddle::store::messages::Log::InStatement,
+    )
+    .await
+    .unwrap();
     let page = app
         .get(
             &format!("/api/rooms/{room_id}/messages?limit=200"),

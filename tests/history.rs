@@ -53,9 +53,13 @@ async fn concurrent_senders_get_distinct_gap_free_seqs() {
             ..NewMessage::default()
         };
         tasks.push(tokio::spawn(async move {
-            let outcome = insert_batch(&db, std::slice::from_ref(&message))
-                .await
-                .unwrap();
+            let outcome = insert_batch(
+                &db,
+                std::slice::from_ref(&message),
+                huddle::store::messages::Log::InStatement,
+            )
+            .await
+            .unwrap();
             let [BatchOutcome::New(stored)] = &outcome[..] else {
                 panic!("not new: {outcome:?}")
             };
@@ -91,9 +95,13 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         client_id: client_id.map(Into::into),
         ..NewMessage::default()
     };
-    let earlier = insert_batch(&app.db, &[msg(&a, "first", Some("k1"))])
-        .await
-        .unwrap();
+    let earlier = insert_batch(
+        &app.db,
+        &[msg(&a, "first", Some("k1"))],
+        huddle::store::messages::Log::InStatement,
+    )
+    .await
+    .unwrap();
     let [BatchOutcome::New(earlier)] = &earlier[..] else {
         panic!("not new: {earlier:?}")
     };
@@ -109,7 +117,9 @@ async fn a_batch_numbers_rooms_apart_and_stores_repeats_once() {
         msg(&b, "b1 again", Some("k2")), // repeat within the batch
         msg(&b, "b2", None),
     ];
-    let outcomes = insert_batch(&app.db, &batch).await.unwrap();
+    let outcomes = insert_batch(&app.db, &batch, huddle::store::messages::Log::InStatement)
+        .await
+        .unwrap();
     // A repeat is answered with its first copy's id: name it by that copy's body and seq.
     let mut first_copies = std::collections::HashMap::new();
     first_copies.insert(earlier.id, format!("{} {}", earlier.body, earlier.seq));

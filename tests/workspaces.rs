@@ -472,9 +472,13 @@ async fn the_writer_refuses_a_sender_of_another_workspace() {
         body: "hello".into(),
         ..NewMessage::default()
     };
-    let outcomes = insert_batch(&app.db, &[message(there.id), message(here.id)])
-        .await
-        .unwrap();
+    let outcomes = insert_batch(
+        &app.db,
+        &[message(there.id), message(here.id)],
+        huddle::store::messages::Log::InStatement,
+    )
+    .await
+    .unwrap();
     assert!(matches!(outcomes[0], BatchOutcome::Refused), "{outcomes:?}");
     let BatchOutcome::New(stored) = &outcomes[1] else {
         panic!("{outcomes:?}");

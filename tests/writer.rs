@@ -76,7 +76,9 @@ async fn a_removed_member_or_a_disabled_user_cannot_post_whatever_their_socket_b
         message(&square, &carl, "disabled here too"),
         message(&crew, &owner, "and again"),
     ];
-    let outcomes = insert_batch(&app.db, &batch).await.unwrap();
+    let outcomes = insert_batch(&app.db, &batch, huddle::store::messages::Log::InStatement)
+        .await
+        .unwrap();
     let summary: Vec<String> = outcomes
         .iter()
         .map(|o| match o {

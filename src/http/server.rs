@@ -2,8 +2,10 @@
 //! (`auth::api_key::ServerCaller`). Thin handlers over the same domain functions as the user
 //! routes, so one access rule, one writer and the same live effects hold for both.
 
+pub mod events;
 pub mod rooms;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use axum::Router;
@@ -15,4 +17,6 @@ pub fn router() -> Router<AppState> {
         .merge(workspaces::router())
         .merge(users::router())
         .merge(rooms::router())
+        .merge(events::router())
+        .merge(webhooks::router())
 }

@@ -123,42 +123,44 @@ pub async fn upsert(
     Ok(row.into())
 }
 
-/// Adds the given users as plain members where they are not members yet.
+/// Adds the given users as plain members where they are not members yet; returns those added,
+/// with when.
 pub async fn add_missing(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
     room_id: Uuid,
     user_ids: &[Uuid],
-) -> sqlx::Result<()> {
-    sqlx::query!(
+) -> sqlx::Result<Vec<(Uuid, OffsetDateTime)>> {
+    let added = sqlx::query!(
         r#"insert into room_members (workspace_id, room_id, user_id, role)
            select $3, $1, unnest($2::uuid[]), 'member'
-           on conflict (room_id, user_id) do nothing"#,
+           on conflict (room_id, user_id) do nothing
+           returning user_id, added_at"#,
         room_id,
         user_ids,
         ws.as_uuid(),
     )
-    .execute(db)
+    .fetch_all(db)
     .await?;
-    Ok(())
+    Ok(added.into_iter().map(|r| (r.user_id, r.added_at)).collect())
 }
 
-/// Removes a member; returns whether there was one.
+/// Removes a member; returns when they had been added (`None`: there was no such member).
 pub async fn remove(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
     room_id: Uuid,
     user_id: Uuid,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
-        "delete from room_members where workspace_id = $3 and room_id = $1 and user_id = $2",
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar!(
+        "delete from room_members where workspace_id = $3 and room_id = $1 and user_id = $2
+         returning added_at",
         room_id,
         user_id,
         ws.as_uuid(),
     )
-    .execute(db)
-    .await?;
-    Ok(result.rows_affected() > 0)
+    .fetch_optional(db)
+    .await
 }
 
 /// Moves a member's read position forward to `seq`, capped at the room's `last_seq`. Returns the

@@ -455,9 +455,22 @@ pub enum BatchOutcome {
 /// Repeats of a `client_id` within the batch are answered with the first copy. A unique violation (a concurrent copy of a `client_id` on
 /// another node) fails the whole statement, which uses up no seq; the writer then stores the
 /// batch's halves apart (see `writer::commit`).
+/// Whether `insert_batch` writes the `message.created` events of what it stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// In the statement itself: a batch of plain messages, committed alone, whose events must
+    /// be in the same commit. The events are a few fixed-size columns each (the message is read
+    /// from this table when the event is read), and the workspaces' `event_positions` rows are
+    /// the statement's last lock (it needs the inserted rows first), held to its commit.
+    InStatement,
+    /// The caller appends them later in its transaction (`store::events`).
+    ByCaller,
+}
+
 pub async fn insert_batch(
     db: impl PgExecutor<'_>,
     batch: &[NewMessage],
+    log: Log,
 ) -> sqlx::Result<Vec<BatchOutcome>> {
     use std::collections::HashMap;
 
@@ -546,6 +559,23 @@ pub async fn insert_batch(
                from fresh f join reserved r on r.id = f.room_id
                returning id, workspace_id, room_id, seq, rev, body, client_id, created_at,
                          sender_id, thread_root_id
+           ), counter as (
+               -- The event log's positions (see store::events::append), taken once the rows
+               -- are in, in workspace id order.
+               insert into event_positions as p (workspace_id, last_position)
+               select workspace_id, count(*) from inserted where $10
+               group by workspace_id order by workspace_id
+               on conflict (workspace_id)
+                   do update set last_position = p.last_position + excluded.last_position
+               returning p.workspace_id, p.last_position
+           ), logged as (
+               insert into events (workspace_id, position, id, type, message_id)
+               select s.workspace_id,
+                      c.last_position + 1
+                          - row_number() over (partition by s.workspace_id
+                                               order by s.room_id desc, s.seq desc),
+                      gen_random_uuid(), 'message.created', s.id
+               from inserted s join counter c on c.workspace_id = s.workspace_id
            )
            select s.id as "input_id!", false as "refused!", false as "duplicate!",
                   s.id as "id?", s.seq as "seq?", s.rev as "rev?",
@@ -567,6 +597,7 @@ pub async fn insert_batch(
         &replies as &[Option<Uuid>],
         &roots as &[Option<Uuid>],
         &metadata as &[Option<serde_json::Value>],
+        log == Log::InStatement,
     )
     .fetch_all(db)
     .await?;
@@ -918,26 +949,40 @@ pub async fn delete_batch(
         .collect())
 }
 
-/// Deletes up to `limit` of the oldest messages of a room of `ws`, in a statement of its own;
-/// returns how many went. Deleting a big room's messages this way, before the room row, keeps
+/// Deletes up to `limit` of the oldest messages of a room of `ws`; returns their ids. Deleting a big room's messages this way, before the room row, keeps
 /// the room's row lock (which the writer's batches take) to a short final transaction.
 pub async fn purge_some(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
     room_id: Uuid,
     limit: i64,
-) -> sqlx::Result<u64> {
-    let done = sqlx::query!(
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
         r#"delete from messages
            where id in (select id from messages
-                        where room_id = $1 and workspace_id = $3 order by seq limit $2)"#,
+                        where room_id = $1 and workspace_id = $3 order by seq limit $2)
+           returning id"#,
         room_id,
         limit,
         ws.as_uuid(),
     )
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(db)
+    .await
+}
+
+/// The ids of a room's messages (what is left of them when the room row goes).
+pub async fn ids_in_room(
+    db: impl PgExecutor<'_>,
+    ws: WorkspaceId,
+    room_id: Uuid,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "select id from messages where room_id = $1 and workspace_id = $2",
+        room_id,
+        ws.as_uuid(),
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// For each message of a batch, the index of an earlier message of the batch with the same

@@ -102,19 +102,21 @@ pub async fn ensure_public(
     db: impl PgExecutor<'_>,
     ws: WorkspaceId,
     names: &[String],
-) -> sqlx::Result<u64> {
+) -> sqlx::Result<Vec<Room>> {
     let ids: Vec<Uuid> = names.iter().map(|_| Uuid::now_v7()).collect();
-    let result = sqlx::query!(
+    sqlx::query_as!(
+        Room,
         r#"insert into rooms (id, workspace_id, name, visibility)
            select id, $3, name, 'public' from unnest($1::uuid[], $2::text[]) as t(id, name)
-           on conflict (workspace_id, name) do nothing"#,
+           on conflict (workspace_id, name) do nothing
+           returning id, name, visibility as "visibility: Visibility", topic, created_by,
+                     created_at, last_seq, last_rev, metadata as "metadata: Json<JsonObject>""#,
         &ids,
         names,
         ws.as_uuid(),
     )
-    .execute(db)
-    .await?;
-    Ok(result.rows_affected())
+    .fetch_all(db)
+    .await
 }
 
 /// Every public room of `ws`, by name.
@@ -305,6 +307,39 @@ pub async fn lock(tx: &mut sqlx::PgConnection, room_ids: &[Uuid]) -> sqlx::Resul
     .fetch_all(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Rooms by id with their workspaces (the writer's events name each change's room as it stands).
+pub async fn with_workspace(
+    db: impl PgExecutor<'_>,
+    room_ids: &[Uuid],
+) -> sqlx::Result<Vec<(WorkspaceId, Room)>> {
+    let rows = sqlx::query!(
+        r#"select r.workspace_id as "workspace_id: WorkspaceId", r.id, r.name,
+                  r.visibility as "visibility: Visibility", r.topic, r.created_by, r.created_at,
+                  r.last_seq, r.last_rev, r.metadata as "metadata: Json<JsonObject>"
+           from rooms r where r.id = any($1)"#,
+        room_ids,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let room = Room {
+                id: r.id,
+                name: r.name,
+                visibility: r.visibility,
+                topic: r.topic,
+                created_by: r.created_by,
+                created_at: r.created_at,
+                last_seq: r.last_seq,
+                last_rev: r.last_rev,
+                metadata: r.metadata,
+            };
+            (r.workspace_id, room)
+        })
+        .collect())
 }
 
 /// Deletes a room of `ws` with its members and messages. Returns whether it existed.

@@ -13,6 +13,7 @@ use uuid::Uuid;
 pub mod cluster;
 pub mod messages;
 pub mod postgres;
+pub mod receiver;
 pub mod server;
 pub mod sio;
 pub mod tenancy;
@@ -312,7 +313,9 @@ impl TestApp {
                 ..NewMessage::default()
             })
             .collect();
-        let outcomes = insert_batch(&self.db, &batch).await.unwrap();
+        let outcomes = insert_batch(&self.db, &batch, huddle::store::messages::Log::InStatement)
+            .await
+            .unwrap();
         assert_eq!(outcomes.len(), n);
         for outcome in outcomes {
             assert!(

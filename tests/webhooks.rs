@@ -504,7 +504,7 @@ async fn a_receiver_down_while_the_node_is_killed_gets_everything_after_the_rest
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(wanted.len(), 21, "user.created and 20 messages");
-    // A delivery the killed node held is tried again once its lease (30 s) has run out.
+    // A delivery the killed node held is tried again once its lease (60 s) has run out.
     let got = receiver
         .wait_for(Duration::from_secs(90), |got| {
             per_id(got).keys().filter(|id| wanted.contains(*id)).count() == wanted.len()

@@ -242,42 +242,58 @@ pub async fn claim(
 
 /// What one attempt came to.
 #[derive(Debug)]
-pub struct Attempt<'a> {
+pub struct Attempt {
     pub delivery_id: Uuid,
     pub attempt: i32,
     pub response_status: Option<i32>,
     pub latency_ms: i32,
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     /// `None`: delivered. `Some(secs)`: retry in that many seconds, unless that passes
     /// `give_up_after_secs` from the delivery's creation, when it is marked failed.
     pub retry_in_secs: Option<f64>,
 }
 
-/// Records an attempt (a row of `webhook_attempts`) and its outcome on the delivery.
+/// Records attempts (rows of `webhook_attempts`) and their outcomes on their deliveries, in one
+/// statement.
 pub async fn record(
     db: impl PgExecutor<'_>,
-    a: &Attempt<'_>,
+    attempts: &[Attempt],
     give_up_after_secs: f64,
 ) -> sqlx::Result<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = attempts.iter().map(|a| a.delivery_id).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+    let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.response_status).collect();
+    let latencies: Vec<i32> = attempts.iter().map(|a| a.latency_ms).collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+    let retries: Vec<Option<f64>> = attempts.iter().map(|a| a.retry_in_secs).collect();
     sqlx::query!(
-        r#"with attempt as (
+        r#"with input as materialized (
+               select * from unnest($1::uuid[], $2::int4[], $3::int4[], $4::int4[], $5::text[],
+                                    $6::float8[])
+                   as t(delivery_id, attempt, response_status, latency_ms, error, retry_in_secs)
+           ), attempts as (
                insert into webhook_attempts (delivery_id, attempt, response_status, latency_ms, error)
-               values ($1, $2, $3, $4, $5)
+               select delivery_id, attempt, response_status, latency_ms, error from input
            )
-           update webhook_deliveries
-           set status = case when $6::float8 is null then 'delivered'
-                             when now() + make_interval(secs => $6::float8)
-                                  > created_at + make_interval(secs => $7) then 'failed'
+           update webhook_deliveries d
+           set status = case when i.retry_in_secs is null then 'delivered'
+                             when now() + make_interval(secs => i.retry_in_secs)
+                                  > d.created_at + make_interval(secs => $7) then 'failed'
                              else 'pending' end,
-               next_attempt_at = now() + make_interval(secs => coalesce($6::float8, 0)),
-               last_status = $3, last_latency_ms = $4, last_error = $5
-           where id = $1"#,
-        a.delivery_id,
-        a.attempt,
-        a.response_status,
-        a.latency_ms,
-        a.error,
-        a.retry_in_secs,
+               next_attempt_at = now() + make_interval(secs => coalesce(i.retry_in_secs, 0)),
+               last_status = i.response_status, last_latency_ms = i.latency_ms,
+               last_error = i.error
+           from input i
+           where d.id = i.delivery_id"#,
+        &ids,
+        &numbers,
+        &statuses as &[Option<i32>],
+        &latencies,
+        &errors as &[Option<&str>],
+        &retries as &[Option<f64>],
         give_up_after_secs,
     )
     .execute(db)

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Notify, Semaphore};
 use uuid::Uuid;
 
 use super::{address, signing};
@@ -24,20 +24,28 @@ use crate::{
 };
 
 /// Requests in flight from one node.
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 64;
 /// Requests in flight to one webhook from one node.
-const PER_WEBHOOK: usize = 4;
+const PER_WEBHOOK: usize = 16;
+/// Deliveries of one webhook claimed in one round (only while fewer than `PER_WEBHOOK` of its
+/// deliveries are queued on this node): a fast receiver is fed 48 at a time, so that the
+/// rounds' own queries do not bound its rate.
+const CLAIM_PER_WEBHOOK: usize = 48;
 /// How long a receiver has to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery is held before another node may try it (a node that died
-/// mid-attempt). A node holds at most `2 * PER_WEBHOOK - 1` deliveries of a webhook (it claims
-/// more only below `PER_WEBHOOK`), so a claimed one waits at most one `TIMEOUT` for a slot and
-/// takes at most another: three `TIMEOUT`s leave room.
-const LEASE_SECS: f64 = 30.0;
+/// mid-attempt). A node holds fewer than `PER_WEBHOOK + CLAIM_PER_WEBHOOK` (64) deliveries of a
+/// webhook, sent 16 at a time, so a claimed one waits at most four `TIMEOUT`s for a slot and
+/// takes at most one more: 60 s leave room.
+const LEASE_SECS: f64 = 60.0;
 /// How long a delivery is retried before it is marked failed.
 const GIVE_UP_AFTER_SECS: f64 = 24.0 * 3600.0;
 /// How often the worker looks for new events and due retries when it found nothing to do.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long it lets deliveries finish before claiming again, once one has.
+const GATHER: Duration = Duration::from_millis(2);
+/// Most attempts recorded in one statement.
+const RECORD_BATCH: usize = 512;
 /// Events taken per webhook per round.
 const EVENTS_PER_ROUND: i64 = 500;
 
@@ -57,20 +65,44 @@ pub fn spawn(state: AppState) {
             return;
         }
     };
+    let (attempts, recorded) = mpsc::unbounded_channel();
+    tokio::spawn(record_attempts(state.db.clone(), recorded));
     let worker = Arc::new(Worker {
         state,
         client,
         slots: Arc::new(Semaphore::new(CONCURRENCY)),
         queued: Mutex::new(HashMap::new()),
+        freed: Notify::new(),
+        attempts,
     });
     tokio::spawn(async move {
         loop {
-            let busy = worker.round().await;
-            if !busy {
-                tokio::time::sleep(IDLE_POLL).await;
+            if worker.round().await {
+                continue;
             }
+            // Nothing to start: wait for a slot to free up or for new events, then let a few
+            // more finish so that the next round claims them together.
+            tokio::select! {
+                _ = worker.freed.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            tokio::time::sleep(GATHER).await;
         }
     });
+}
+
+/// Writes attempts' outcomes a batch at a time (one statement for all that finished meanwhile),
+/// so that a busy webhook costs Postgres a statement per batch, not per request.
+async fn record_attempts(db: sqlx::PgPool, mut recorded: mpsc::UnboundedReceiver<Attempt>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        if let Err(err) = webhooks::record(&db, &batch, GIVE_UP_AFTER_SECS).await {
+            // Not recorded: the leases run out and those deliveries are tried again (at least
+            // once).
+            tracing::warn!(error = %err, attempts = batch.len(), "recording webhook attempts failed");
+        }
+        batch.clear();
+    }
 }
 
 struct Worker {
@@ -79,6 +111,10 @@ struct Worker {
     slots: Arc<Semaphore>,
     /// Deliveries of each webhook claimed by this node and not yet finished.
     queued: Mutex<HashMap<Uuid, (usize, Arc<Semaphore>)>>,
+    /// Told when a delivery finishes (a slot is free).
+    freed: Notify,
+    /// Finished attempts, to `record_attempts`.
+    attempts: mpsc::UnboundedSender<Attempt>,
 }
 
 impl Worker {
@@ -93,22 +129,28 @@ impl Worker {
                 return false;
             }
         };
-        let free = self.slots.available_permits();
-        if free == 0 {
+        // Claimed and not finished, per webhook and in all: a node holds at most twice what it
+        // sends at once, and a webhook with a full queue waits for its own to drain.
+        let (busy, held): (Vec<Uuid>, usize) = {
+            let queued = match self.queued.lock() {
+                Ok(q) => q,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let busy = queued
+                .iter()
+                .filter(|(_, (n, _))| *n >= PER_WEBHOOK)
+                .map(|(id, _)| *id)
+                .collect();
+            (busy, queued.values().map(|(n, _)| n).sum())
+        };
+        let room = (2 * CONCURRENCY).saturating_sub(held);
+        if room == 0 {
             return made > 0;
         }
-        let busy: Vec<Uuid> = self
-            .queued
-            .lock()
-            .map(|q| {
-                q.iter()
-                    .filter(|(_, (n, _))| *n >= PER_WEBHOOK)
-                    .map(|(id, _)| *id)
-                    .collect()
-            })
-            .unwrap_or_default();
         let claimed =
-            match webhooks::claim(db, free as i64, PER_WEBHOOK as i64, &busy, LEASE_SECS).await {
+            match webhooks::claim(db, room as i64, CLAIM_PER_WEBHOOK as i64, &busy, LEASE_SECS)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming webhook deliveries failed");
@@ -177,6 +219,8 @@ impl Worker {
                 queued.remove(&webhook);
             }
         }
+        drop(queued);
+        self.freed.notify_one();
     }
 
     /// POSTs one delivery and records what came of it.
@@ -207,13 +251,10 @@ impl Worker {
             attempt: d.attempt,
             response_status: status,
             latency_ms,
-            error: error.as_deref(),
+            error: error.clone(),
             retry_in_secs,
         };
-        if let Err(err) = webhooks::record(&self.state.db, &outcome, GIVE_UP_AFTER_SECS).await {
-            // Not recorded: the lease runs out and the delivery is tried again (at least once).
-            tracing::warn!(error = %err, delivery.id = %d.id, "recording a webhook attempt failed");
-        }
+        let _ = self.attempts.send(outcome);
         if !delivered {
             tracing::info!(
                 delivery.id = %d.id, webhook.id = %d.webhook_id, attempt = d.attempt,

@@ -25,7 +25,7 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(persist-1 persist-window persist-5k fanout join login connections-1k connections-18k react edit resume)
 # Scenarios of contract v2's messages (reactions, edits, revs and the change feed): the Node
 # reference peer speaks v1 only, so they run against Huddle alone (and against BASELINE if set).
-V2_ONLY=" react edit resume "
+V2_ONLY=" react edit react-5k edit-5k resume "
 
 PEER_DIR=${PEER_DIR:-../shared/peers/node-seed}
 BASELINE=${BASELINE:-}
@@ -83,6 +83,8 @@ args_for() {
     login) echo "login --senders 10 --rate 1000 --login-rate 60 --duration 8 --warmup 2" ;;
     react) echo "react --senders 10 --rate 10000 --duration 10 --warmup 2" ;;
     edit) echo "edit --senders 10 --rate 10000 --duration 10 --warmup 2" ;;
+    react-5k) echo "react --senders 10 --rate 5000 --duration 10 --warmup 2" ;;
+    edit-5k) echo "edit --senders 10 --rate 5000 --duration 10 --warmup 2" ;;
     resume) echo "resume --changes 2000 --runs 5" ;;
     connections-1k) echo "connections --count 1000 --sources 4 --hold 5" ;;
     connections-18k) echo "connections --count 18000 --sources 4 --hold 5" ;;

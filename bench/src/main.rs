@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use scenarios::{connections, edit, fanout, join, login, persist, react, resume};
+use scenarios::{connections, edit, fanout, join, login, persist, react, resume, webhooks};
 
 #[derive(Parser, Debug)]
 #[command(name = "huddle-bench", version, about)]
@@ -132,6 +132,16 @@ enum Scenario {
     },
     /// Catch-up time of a client back after N changes (join since/since_rev, history and
     /// change-feed pages), and whether it got every change.
+    Webhooks {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        timing: Timing,
+        #[command(flatten)]
+        load: persist::PersistArgs,
+        #[command(flatten)]
+        args: webhooks::WebhookArgs,
+    },
     Resume {
         #[command(flatten)]
         common: Common,
@@ -188,6 +198,12 @@ fn main() -> Result<()> {
                 load,
                 args,
             } => lines(edit::run(&common, &timing, &load, &args).await?),
+            Scenario::Webhooks {
+                common,
+                timing,
+                load,
+                args,
+            } => lines(webhooks::run(&common, &timing, &load, &args).await?),
             Scenario::Resume { common, args } => {
                 let report = resume::run(&common, &args).await?;
                 failed = !report.complete();

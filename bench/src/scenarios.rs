@@ -11,6 +11,7 @@ pub mod ops;
 pub mod persist;
 pub mod react;
 pub mod resume;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::time::Duration;

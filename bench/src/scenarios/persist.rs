@@ -129,6 +129,11 @@ pub(super) struct Sends {
 }
 
 impl Sends {
+    /// Messages acked in the run, warm-up included.
+    pub(super) fn acked_total(&self) -> u64 {
+        self.acked_total
+    }
+
     fn new(res: &SendResult, cpu: &CpuDelta, duration: f64) -> Self {
         Self {
             sent: res.sent,

@@ -56,8 +56,9 @@ create table webhook_deliveries (
     updated_at      timestamptz not null default now(),
     constraint webhook_deliveries_event_key unique (webhook_id, event_id)
 );
--- The worker's claim: due pending deliveries, oldest due first.
-create index webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at)
+-- The worker's claim: each webhook's due pending deliveries, oldest due first (a few per webhook
+-- per round, however many are waiting).
+create index webhook_deliveries_due_idx on webhook_deliveries (webhook_id, next_attempt_at)
     where status = 'pending';
 create index webhook_deliveries_webhook_id_created_at_idx on webhook_deliveries (webhook_id, created_at);
 

@@ -506,7 +506,7 @@ async fn a_receiver_down_while_the_node_is_killed_gets_everything_after_the_rest
     assert_eq!(wanted.len(), 21, "user.created and 20 messages");
     // A delivery the killed node held is tried again once its lease (60 s) has run out.
     let got = receiver
-        .wait_for(Duration::from_secs(90), |got| {
+        .wait_for(Duration::from_secs(120), |got| {
             per_id(got).keys().filter(|id| wanted.contains(*id)).count() == wanted.len()
         })
         .await;
@@ -514,4 +514,62 @@ async fn a_receiver_down_while_the_node_is_killed_gets_everything_after_the_rest
     drop(node);
     db.close().await;
     drop_database(db_name);
+}
+
+#[tokio::test]
+async fn a_paused_webhook_gets_nothing_until_it_is_active_again_then_catches_up() {
+    let app = app().await;
+    let key = workspace_key(&app.state, None).await;
+    let receiver = Receiver::start().await;
+    let (hook, _) = register(&app.api, &key, &receiver.url(), json!(["message.created"])).await;
+    let path = format!("/api/server/webhooks/{}", hook["id"].as_str().unwrap());
+    let set_active = |active: bool| {
+        let api = app.api.clone();
+        let key = key.clone();
+        let path = path.clone();
+        async move {
+            api.server(
+                Method::PATCH,
+                &path,
+                &key,
+                None,
+                Some(json!({ "active": active })),
+            )
+            .await
+            .ok(200)
+            .clone()
+        }
+    };
+    let ann = app.register("ann").await;
+    let s = app.in_room(&ann, "general", WS).await;
+    ack_ok(
+        &s.call("sendMessage", json!({"room": "general", "body": "before"}))
+            .await,
+    );
+    receiver
+        .wait_for(Duration::from_secs(10), |got| got.len() == 1)
+        .await;
+    assert_eq!(set_active(false).await["active"], false);
+    for body in ["paused 1", "paused 2"] {
+        ack_ok(
+            &s.call("sendMessage", json!({"room": "general", "body": body}))
+                .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.got().len(), 1, "nothing while paused");
+    set_active(true).await;
+    let got = receiver
+        .wait_for(Duration::from_secs(10), |got| got.len() == 3)
+        .await;
+    let bodies: HashSet<String> = got
+        .iter()
+        .map(|g| {
+            g.event()["data"]["message"]["body"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(bodies.contains("paused 1") && bodies.contains("paused 2"));
 }

@@ -211,16 +211,18 @@ pub async fn claim(
     sqlx::query_as!(
         Claimed,
         r#"with due as (
-               select id from (
-                   select d.id, d.next_attempt_at,
-                          row_number() over (partition by d.webhook_id
-                                             order by d.next_attempt_at) as nth
-                   from webhook_deliveries d
-                   where d.status = 'pending' and d.next_attempt_at <= now()
-                     and d.webhook_id <> all($2)
-               ) x
-               where nth <= $4
-               order by next_attempt_at
+               -- Per webhook, its oldest due deliveries through webhook_deliveries_due_idx: a
+               -- few rows per webhook, however many are waiting behind a slow receiver.
+               select x.id, x.next_attempt_at
+               from webhooks w
+               cross join lateral (
+                   select d.id, d.next_attempt_at from webhook_deliveries d
+                   where d.webhook_id = w.id and d.status = 'pending'
+                     and d.next_attempt_at <= now()
+                   order by d.next_attempt_at
+                   limit $4) x
+               where w.active and w.id <> all($2)
+               order by x.next_attempt_at
                limit $1
            )
            update webhook_deliveries d

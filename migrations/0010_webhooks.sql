@@ -84,6 +84,8 @@ create table webhook_attempts (
     id             bigint generated always as identity primary key,
     delivery_id    uuid not null
                    constraint webhook_attempts_delivery_id_fkey references webhook_deliveries (id) on delete cascade,
+    -- The delivery's, so that a workspace's attempts are found (and kept apart) without a join.
+    workspace_id   uuid not null,
     attempt        integer not null,
     at             timestamptz not null default now(),
     response_status integer,
@@ -95,6 +97,7 @@ create index webhook_attempts_delivery_id_idx on webhook_attempts (delivery_id);
 comment on table webhook_attempts is 'Every POST of a delivery: when, the answer''s status, how long, and what went wrong. For admins reading with SQL.';
 comment on column webhook_attempts.id is 'Order of writing.';
 comment on column webhook_attempts.delivery_id is 'The delivery attempted.';
+comment on column webhook_attempts.workspace_id is 'The workspace of the delivery''s webhook.';
 comment on column webhook_attempts.attempt is '1 for the first POST of the delivery, 2 for the first retry, ...';
 comment on column webhook_attempts.at is 'When the attempt ended.';
 comment on column webhook_attempts.response_status is 'The HTTP status answered; null if none (timeout, refused, connection error).';

@@ -222,6 +222,14 @@ async fn every_event_type_is_delivered_once_signed_as_the_standard_says() {
         .collect();
     assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first");
     assert_eq!(app.count("webhook_attempts").await, wanted.len() as i64);
+    let other: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_attempts
+         where workspace_id <> '00000000-0000-0000-0000-000000000001'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(other, 0, "every attempt carries its delivery's workspace");
 }
 
 #[tokio::test]
@@ -402,6 +410,29 @@ async fn webhooks_are_registered_changed_and_removed_within_their_workspace() {
     )
     .await
     .error(404, "not_found");
+
+    // Bodies of the wrong shape, and ids that are not ids.
+    for body in [
+        json!({"active": "yes"}),
+        json!({"events": "message.created"}),
+        json!({"url": 7}),
+    ] {
+        app.server(Method::PATCH, &path, &key, None, Some(body))
+            .await
+            .error(400, "invalid_input");
+    }
+    post(json!({"url": "http://93.184.216.34/hook", "description": "d".repeat(257)}))
+        .await
+        .error(400, "invalid_input");
+    for (method, bad) in [
+        (Method::PATCH, "/api/server/webhooks/nope"),
+        (Method::DELETE, "/api/server/webhooks/nope"),
+        (Method::GET, "/api/server/webhooks/nope/deliveries"),
+    ] {
+        app.server(method, bad, &key, None, Some(json!({})))
+            .await
+            .error(404, "not_found");
+    }
 
     app.server(Method::DELETE, &path, &key, None, None)
         .await

@@ -277,8 +277,11 @@ pub async fn record(
                                     $6::float8[])
                    as t(delivery_id, attempt, response_status, latency_ms, error, retry_in_secs)
            ), attempts as (
-               insert into webhook_attempts (delivery_id, attempt, response_status, latency_ms, error)
-               select delivery_id, attempt, response_status, latency_ms, error from input
+               insert into webhook_attempts (delivery_id, workspace_id, attempt, response_status,
+                                             latency_ms, error)
+               select i.delivery_id, d.workspace_id, i.attempt, i.response_status, i.latency_ms,
+                      i.error
+               from input i join webhook_deliveries d on d.id = i.delivery_id
            )
            update webhook_deliveries d
            set status = case when i.retry_in_secs is null then 'delivered'

@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod housekeeping;
 pub mod http;
+pub mod idle;
 pub mod limits;
 pub mod mentions;
 pub mod messages;

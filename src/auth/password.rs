@@ -54,7 +54,7 @@ impl Passwords {
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    crate::idle::lower_priority("a password hashing thread");
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = match queue.lock() {
@@ -168,26 +168,6 @@ fn hash_now(password: &str) -> anyhow::Result<String> {
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))
-}
-
-/// Puts the calling thread in the `SCHED_IDLE` class: it runs when a core would otherwise
-/// idle, and any other thread that wakes up takes the core from it at once. (Plain nice levels
-/// did not do it: a waking runtime thread still waited behind a hash often; see BENCHMARKS.md.)
-/// On Linux this acts on the calling thread only. Failing is harmless: the hashes then compete
-/// as equals.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` outlives the call; 0 names the calling thread.
-        let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0;
-        if failed {
-            tracing::debug!(
-                error = %std::io::Error::last_os_error(),
-                "could not lower the priority of a password hashing thread"
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ pub async fn serve(
     }
     let header_timeout = state.config.http_header_timeout;
     crate::housekeeping::spawn(state.clone());
-    crate::webhooks::worker::spawn(state.clone());
+    crate::webhooks::worker::spawn(&state);
     let realtime = state.realtime.clone();
     let writer = state.writer.clone();
     let app = router(state);

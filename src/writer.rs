@@ -25,7 +25,7 @@ use std::{
     collections::{HashMap, HashSet},
     panic::AssertUnwindSafe,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -156,6 +156,8 @@ pub struct Writer {
     queue: mpsc::Sender<Queued>,
     /// Set by `drain`: changes submitted from then on are refused.
     closing: Arc<AtomicBool>,
+    /// Changes in the batch being committed.
+    in_batch: Arc<AtomicUsize>,
 }
 
 /// A submitted change's outcome, to be awaited (after the next change was submitted, if the
@@ -189,11 +191,20 @@ impl Writer {
         };
         let (deliveries, pending_deliveries) = mpsc::channel(DELIVERY_QUEUE);
         tokio::spawn(deliver_in_order(deliver, pending_deliveries));
-        tokio::spawn(run(batches, deliveries, rx));
+        let in_batch = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(batches, deliveries, rx, in_batch.clone()));
         Writer {
             queue,
             closing: Arc::default(),
+            in_batch,
         }
+    }
+
+    /// Changes waiting for the writer or in the batch it is committing. A few at a time is a
+    /// writer keeping up; a large batch or a queue behind it is one that is saturated, and
+    /// background work (the webhook worker) gives way.
+    pub fn load(&self) -> usize {
+        self.in_batch.load(Ordering::Relaxed) + self.queue.max_capacity() - self.queue.capacity()
     }
 
     /// Queues a change. Changes submitted one after the other (awaiting this call, not the
@@ -254,9 +265,11 @@ async fn run(
     batches: Batches,
     deliveries: mpsc::Sender<ToDeliver>,
     mut rx: mpsc::Receiver<Queued>,
+    in_batch: Arc<AtomicUsize>,
 ) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        in_batch.store(batch.len(), Ordering::Relaxed);
         let mut flushes = Vec::new();
         let pending: Vec<Pending> = batch
             .drain(..)
@@ -284,6 +297,7 @@ async fn run(
                 }
             }
         }
+        in_batch.store(0, Ordering::Relaxed);
         for done in flushes {
             let _ = deliveries.send(ToDeliver::Flush(done)).await;
         }

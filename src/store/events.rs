@@ -223,6 +223,17 @@ pub async fn page(
     .await
 }
 
+/// The position of `ws`'s newest committed event (0 before its first).
+pub async fn last_position(db: impl PgExecutor<'_>, ws: WorkspaceId) -> sqlx::Result<i64> {
+    let last = sqlx::query_scalar!(
+        "select last_position from event_positions where workspace_id = $1",
+        ws.as_uuid(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(last.unwrap_or(0))
+}
+
 /// The event rows at these `(workspace, position)`s (those still kept), in no order.
 pub async fn at(db: impl PgExecutor<'_>, wanted: &[(WorkspaceId, i64)]) -> sqlx::Result<Vec<Row>> {
     let workspaces: Vec<Uuid> = wanted.iter().map(|w| w.0.as_uuid()).collect();

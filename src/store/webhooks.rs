@@ -139,44 +139,146 @@ pub async fn deliveries(
     Ok(Some(rows))
 }
 
-/// Turns the events committed past each active webhook's cursor into its pending deliveries
-/// (those of the types it takes) and moves the cursor, for a few webhooks at a time; webhooks
-/// another node is doing this for are skipped. Positions are dense and follow commit order, so
-/// a cursor never passes an event that could still appear. Returns how many deliveries it made.
-pub async fn enqueue(db: impl PgExecutor<'_>, per_webhook: i64) -> sqlx::Result<i64> {
+/// What a webhook's stream reads before each batch: where to send, how to sign, what to take,
+/// and its cursor (the position up to which every event has been sent once).
+#[derive(Debug)]
+pub struct StreamHead {
+    pub workspace_id: WorkspaceId,
+    pub url: String,
+    pub secret: Vec<u8>,
+    pub events: Vec<String>,
+    pub active: bool,
+    pub event_cursor: i64,
+}
+
+pub async fn stream_head(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<StreamHead>> {
+    sqlx::query_as!(
+        StreamHead,
+        r#"select workspace_id as "workspace_id: WorkspaceId", url, secret, events, active,
+                  event_cursor
+           from webhooks where id = $1"#,
+        id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The advisory lock class of webhook streams (the key's first half; the second is a hash of
+/// the webhook id): "HWKS".
+const STREAM_LOCK_CLASS: i32 = 0x4857_4B53;
+
+/// Takes the streams of active webhooks that have events past their cursor, at most `limit`,
+/// none of `running`, and none another node holds: each taken one's advisory lock is held by
+/// `conn`'s session until `release_stream` (or until the session ends, when the node dies, so
+/// that another node takes over at once). Two webhooks whose ids hash alike share a lock: they
+/// are streamed by the same node, nothing worse.
+pub async fn take_streams(
+    conn: &mut sqlx::PgConnection,
+    running: &[Uuid],
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    // The candidates are fixed first (materialized), so that the lock is tried on exactly the
+    // rows returned and never on one a later filter would drop (a lock nobody would release).
     sqlx::query_scalar!(
-        r#"with hooks as (
-               select w.id, w.workspace_id, w.events, w.event_cursor
-               from webhooks w
+        r#"with due as materialized (
+               select w.id from webhooks w
                join event_positions p on p.workspace_id = w.workspace_id
-               where w.active and w.event_cursor < p.last_position
+               where w.active and w.event_cursor < p.last_position and w.id <> all($1)
                order by w.id
-               limit 50
-               for update of w skip locked
-           ), taken as materialized (
-               select h.id as webhook_id, h.events as wanted, e.workspace_id, e.position,
-                      e.id as event_id, e.type
-               from hooks h
-               cross join lateral (
-                   select workspace_id, position, id, type from events
-                   where workspace_id = h.workspace_id and position > h.event_cursor
-                   order by position limit $1) e
-           ), inserted as (
-               insert into webhook_deliveries (id, webhook_id, workspace_id, event_position,
-                                               event_id)
-               select gen_random_uuid(), webhook_id, workspace_id, position, event_id
-               from taken
-               where cardinality(wanted) = 0 or type = any(wanted)
-               on conflict (webhook_id, event_id) do nothing
-               returning 1
-           ), advanced as (
-               update webhooks w set event_cursor = t.last
-               from (select webhook_id, max(position) as last from taken group by webhook_id) t
-               where w.id = t.webhook_id
-               returning 1
+               limit $2
            )
-           select count(*) as "made!" from inserted"#,
-        per_webhook,
+           select id as "id!" from due where pg_try_advisory_lock($3, hashtext(id::text))"#,
+        running,
+        limit,
+        STREAM_LOCK_CLASS,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn release_stream(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        "select pg_advisory_unlock($1, hashtext($2::uuid::text))",
+        STREAM_LOCK_CLASS,
+        id,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// The first attempt of one event, made by a stream.
+#[derive(Debug)]
+pub struct Sent {
+    /// The delivery's id, made by the stream.
+    pub delivery_id: Uuid,
+    pub event_position: i64,
+    pub event_id: Uuid,
+    pub response_status: Option<i32>,
+    pub latency_ms: i32,
+    pub error: Option<String>,
+    /// `None`: delivered. `Some(secs)`: the first retry is due in that many seconds.
+    pub retry_in_secs: Option<f64>,
+}
+
+/// Ends a batch of a webhook's stream, in one statement: its deliveries (delivered, or pending
+/// with their first retry due) and their attempts are written, and the cursor moves from
+/// `from` to `to` (the last position the batch read, sent or not of a wanted type). Only if
+/// the cursor is still at `from`: otherwise another node streamed the same events meanwhile (it
+/// took over after this node's lock session was lost), nothing is written, and the answer is
+/// false (those events were sent twice: at least once).
+pub async fn record_sent(
+    db: impl PgExecutor<'_>,
+    webhook_id: Uuid,
+    from: i64,
+    to: i64,
+    sent: &[Sent],
+) -> sqlx::Result<bool> {
+    let ids: Vec<Uuid> = sent.iter().map(|s| s.delivery_id).collect();
+    let positions: Vec<i64> = sent.iter().map(|s| s.event_position).collect();
+    let events: Vec<Uuid> = sent.iter().map(|s| s.event_id).collect();
+    let statuses: Vec<Option<i32>> = sent.iter().map(|s| s.response_status).collect();
+    let latencies: Vec<i32> = sent.iter().map(|s| s.latency_ms).collect();
+    let errors: Vec<Option<&str>> = sent.iter().map(|s| s.error.as_deref()).collect();
+    let retries: Vec<Option<f64>> = sent.iter().map(|s| s.retry_in_secs).collect();
+    sqlx::query_scalar!(
+        r#"with moved as (
+               update webhooks set event_cursor = $3
+               where id = $1 and event_cursor = $2
+               returning workspace_id
+           ), input as materialized (
+               select * from unnest($4::uuid[], $5::int8[], $6::uuid[], $7::int4[], $8::int4[],
+                                    $9::text[], $10::float8[])
+                   as t(delivery_id, event_position, event_id, response_status, latency_ms,
+                        error, retry_in_secs)
+           ), deliveries as (
+               insert into webhook_deliveries (id, webhook_id, workspace_id, event_position,
+                                               event_id, status, attempts, next_attempt_at,
+                                               last_status, last_latency_ms, last_error)
+               select i.delivery_id, $1, m.workspace_id, i.event_position, i.event_id,
+                      case when i.retry_in_secs is null then 'delivered' else 'pending' end, 1,
+                      now() + make_interval(secs => coalesce(i.retry_in_secs, 0)),
+                      i.response_status, i.latency_ms, i.error
+               from input i cross join moved m
+               on conflict (webhook_id, event_id) do nothing
+               returning id, workspace_id
+           ), attempts as (
+               insert into webhook_attempts (delivery_id, workspace_id, attempt, response_status,
+                                             latency_ms, error)
+               select i.delivery_id, d.workspace_id, 1, i.response_status, i.latency_ms, i.error
+               from input i join deliveries d on d.id = i.delivery_id
+           )
+           select exists(select from moved) as "moved!""#,
+        webhook_id,
+        from,
+        to,
+        &ids,
+        &positions,
+        &events,
+        &statuses as &[Option<i32>],
+        &latencies,
+        &errors as &[Option<&str>],
+        &retries as &[Option<f64>],
     )
     .fetch_one(db)
     .await
@@ -255,7 +357,7 @@ pub struct Attempt {
     pub retry_in_secs: Option<f64>,
 }
 
-/// Records attempts (rows of `webhook_attempts`) and their outcomes on their deliveries, in one
+/// Records retries (rows of `webhook_attempts`) and their outcomes on their deliveries, in one
 /// statement.
 pub async fn record(
     db: impl PgExecutor<'_>,

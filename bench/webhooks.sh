@@ -3,9 +3,10 @@
 #
 #   bench/webhooks.sh [runs]        # default: 3 runs of each configuration
 #
-# One Huddle node (release build, WEBHOOK_ALLOW_PRIVATE=true, limits off as in compare.sh) on a
-# fresh database, a workspace API key made with `huddle api-key create`, then per run, one
-# after the other so that they share the machine's state of the moment:
+# Per configuration, a fresh Huddle node (release build, WEBHOOK_ALLOW_PRIVATE=true, limits off
+# as in compare.sh) on an empty database with a workspace API key made by `huddle api-key
+# create`; per run, the configurations one after the other so that they share the machine's
+# state of the moment:
 #   - persist-window load (10 senders, 32 in flight each) with 0, 1 and 3 webhooks attached:
 #     acked msgs/s and ack p99 (target: within 10% of 0 webhooks);
 #   - 2,000 msg/s open loop with 1 webhook: delivery lag p50/p99 (scheduled send -> receiver);
@@ -25,16 +26,26 @@ mkdir -p bench/results
 env_vars=(JWT_SECRET=bench-secret-bench-secret-bench-secret-0 MESSAGE_RATE=0 AUTH_RATE=0
   ROOM_EVENT_RATE=0 ROOMS_PER_HOUR=0 MAX_SOCKETS_PER_USER=100000 MAX_ROOMS_PER_SOCKET=100000
   HOST=127.0.0.1 RUST_LOG=warn WEBHOOK_ALLOW_PRIVATE=true DATABASE_URL=$PG/huddle_webhooks)
-psql -q $PG/postgres -c "drop database if exists huddle_webhooks with (force)" >/dev/null
-env "${env_vars[@]}" PORT=$PORT target/release/huddle >>target/webhooks-huddle.log 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-until curl -sf localhost:$PORT/readyz >/dev/null; do sleep 0.2; done
-export HUDDLE_BENCH_KEY=$(env "${env_vars[@]}" target/release/huddle api-key create --name bench 2>/dev/null)
+pid=
+stop() { if [ -n "$pid" ]; then kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; fi; pid=; }
+trap stop EXIT
+# Each configuration starts from an empty database and a fresh node: otherwise one inherits
+# the previous one's clean-up (deleted webhooks' rows, autovacuum of millions of them) and the
+# comparison measures that instead.
+fresh() {
+  stop
+  psql -q $PG/postgres -c "drop database if exists huddle_webhooks with (force)" >/dev/null
+  env "${env_vars[@]}" PORT=$PORT target/release/huddle >>target/webhooks-huddle.log 2>&1 &
+  pid=$!
+  until curl -sf localhost:$PORT/readyz >/dev/null; do sleep 0.2; done
+  export HUDDLE_BENCH_KEY=$(env "${env_vars[@]}" target/release/huddle api-key create --name bench 2>/dev/null)
+  psql -q $PG/huddle_webhooks -c "checkpoint" >/dev/null
+}
 
 measure() { # label, then huddle-bench arguments
   local label=$1 out line
   shift
+  fresh
   out=$($BENCH webhooks "$@" --url "http://127.0.0.1:$PORT" --server-pid "$pid" 2>target/webhooks-bench.err)
   line=${out%%$'\n'*}
   echo "{\"config\":\"$label\",\"result\":$line}" >>"$OUT"

@@ -1,8 +1,11 @@
 -- Webhooks are streamed: each webhook's first attempts come from its cursor, a batch at a time,
 -- on one node at a time (the holder of the webhook's advisory lock), and a delivery row is
 -- written when an event's first attempt ends, in the same statement that moves the cursor past
--- it. Retries go on from the delivery rows as before. No table changes; what the columns mean
--- now:
+-- it. Retries go on from the delivery rows as before. What the columns mean now, and an index
+-- for the hourly clean-up, which deletes deliveries (and their attempts) past
+-- EVENT_RETENTION_DAYS:
+
+create index webhook_deliveries_created_at_brin on webhook_deliveries using brin (created_at);
 
 comment on column webhooks.event_cursor is 'The position in the workspace''s event log up to which every event of the webhook''s types has been sent once (and has its delivery row); its stream goes on from there.';
 comment on column webhooks.updated_at is 'Last change to the row (URL, events, active, and the cursor after each batch sent).';

@@ -668,3 +668,80 @@ async fn three_nodes_deliver_each_event_once_from_whichever_node_committed_it() 
     .unwrap();
     assert_eq!(rows, wanted.len() as i64);
 }
+
+#[tokio::test]
+async fn events_and_finished_deliveries_past_the_retention_are_deleted() {
+    let app = spawn_app_with(&[
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_RETRY_BASE_MS", "60000"),
+        ("EVENT_RETENTION_DAYS", "1"),
+    ])
+    .await;
+    let key = workspace_key(&app.state, None).await;
+    let receiver = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.answer(Answer::Status(500));
+    register(&app.api, &key, &receiver.url(), json!(["message.created"])).await;
+    register(&app.api, &key, &failing.url(), json!(["message.created"])).await;
+    let ann = app.register("ann").await;
+    let s = app.in_room(&ann, "general", WS).await;
+    ack_ok(
+        &s.call("sendMessage", json!({"room": "general", "body": "old"}))
+            .await,
+    );
+    receiver
+        .wait_for(Duration::from_secs(10), |got| got.len() == 1)
+        .await;
+    // The failing one's first attempt written down too (pending, its retry a minute away).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.count("webhook_deliveries").await < 2 {
+        assert!(std::time::Instant::now() < deadline, "deliveries written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two days pass for everything so far.
+    for sql in [
+        "update events set created_at = created_at - interval '2 days'",
+        "update webhook_deliveries set created_at = created_at - interval '2 days'",
+    ] {
+        sqlx::query(sql).execute(&app.db).await.unwrap();
+    }
+    ack_ok(
+        &s.call("sendMessage", json!({"room": "general", "body": "new"}))
+            .await,
+    );
+    receiver
+        .wait_for(Duration::from_secs(10), |got| got.len() == 2)
+        .await;
+    let recent = last_position(&app.api, &key).await;
+
+    let events = huddle::housekeeping::purge_old_events(&app.state)
+        .await
+        .unwrap();
+    assert!(events >= 2, "user.created and the old message.created");
+    let deliveries = huddle::housekeeping::purge_old_deliveries(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        deliveries, 1,
+        "the old delivered one; the pending one stays"
+    );
+    let left = log_after(&app.api, &key, 0).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["position"].as_i64().unwrap(), recent);
+    let statuses: Vec<String> =
+        sqlx::query_scalar("select status from webhook_deliveries order by created_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ["pending", "delivered"]);
+    // The old delivery's attempt went with it.
+    let attempts: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_attempts a
+         where not exists (select from webhook_deliveries d where d.id = a.delivery_id)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 0);
+    assert_eq!(app.count("webhook_attempts").await, 2);
+}

@@ -407,3 +407,19 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// Deletes deliveries (and their attempts, by cascade) made more than `days` days ago that are
+/// no longer pending, at most `batch` of them; returns how many went.
+pub async fn purge_older_than(db: impl PgExecutor<'_>, days: i64, batch: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        r#"delete from webhook_deliveries where ctid = any(array(
+               select ctid from webhook_deliveries
+               where created_at < now() - make_interval(days => $1::int) and status <> 'pending'
+               limit $2))"#,
+        days as i32,
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

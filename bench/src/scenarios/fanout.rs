@@ -160,7 +160,7 @@ pub async fn run(common: &Common, timing: &Timing, args: &FanoutArgs) -> Result<
                 let s = t.connect(&token, Some(cb)).await?;
                 s.call("joinRoom", &json!(room), CALL_TIMEOUT).await?;
                 let c = connected.fetch_add(1, Ordering::Relaxed) + 1;
-                if c % 1000 == 0 {
+                if c.is_multiple_of(1000) {
                     eprintln!("  {c} receivers joined");
                 }
                 Ok::<_, anyhow::Error>(s)

@@ -61,7 +61,7 @@ fn ops_of(room: &str, ids: &Arc<Vec<String>>, emoji: usize, i: usize) -> OpFn {
     let pairs = (m * emoji) as u64;
     Box::new(move |k, _at| {
         let p = (k % pairs) as usize;
-        let on = (k / pairs) % 2 == 0;
+        let on = (k / pairs).is_multiple_of(2);
         let id = &ids[(p % m + i) % m];
         let e = EMOJI[p / m];
         (

@@ -165,10 +165,12 @@ async fn detach_from_read_buffer(mut req: Request) -> Request {
     req
 }
 
-/// The content security policy: nothing but this origin, for a JSON API now and a web client
-/// served from `/` later (which may open its websocket to this origin), never framed.
-const CSP: &str =
-    "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'";
+/// The content security policy: nothing but this origin, for the JSON API and the web client
+/// served from `/` (which opens its websocket to this origin), never framed. Images may also be
+/// `data:` URLs because the API docs page's Swagger UI draws its icons with them (inline SVG in
+/// its stylesheet); a `data:` image runs no script and fetches nothing.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; \
+                   frame-ancestors 'none'; base-uri 'none'";
 
 /// Headers every response carries (REST, errors, CORS preflights, Socket.IO polling), and
 /// `Cache-Control: no-store` where responses hold tokens or the caller's own data.

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod oversize;
 pub mod rooms;
 pub mod server;
+pub mod web;
 pub mod workspaces;
 
 use axum::Router;
@@ -16,13 +17,16 @@ use crate::app::AppState;
 
 /// The REST routes (the Socket.IO layer and middleware are added in `app`).
 pub fn router() -> Router<AppState> {
-    Router::new().merge(ops::router()).nest(
-        "/api",
-        accounts::router()
-            .merge(rooms::router())
-            .merge(messages::router())
-            .merge(admin::router())
-            .merge(workspaces::router())
-            .nest("/server", server::router()),
-    )
+    Router::new()
+        .merge(ops::router())
+        .merge(web::router())
+        .nest(
+            "/api",
+            accounts::router()
+                .merge(rooms::router())
+                .merge(messages::router())
+                .merge(admin::router())
+                .merge(workspaces::router())
+                .nest("/server", server::router()),
+        )
 }

@@ -8,8 +8,12 @@
 //   import type { ServerToClientEvents, ClientToServerEvents } from '@huddle/types';
 //   const socket: Socket<ServerToClientEvents, ClientToServerEvents> =
 //     io('https://chat.example.com', { auth: { token: accessToken } });
-//   const ack = await socket.timeout(5000).emitWithAck('sendMessage', { room: 'general', body: 'hi' });
+//   const ack = await socket.emitWithAck('sendMessage', { room: 'general', body: 'hi' });
 //   if (ack.ok) console.log(ack.message.seq);
+//
+// (`socket.timeout(ms).emitWithAck(...)` works too, but socket.io-client 4.8's typings type its
+// answer `any`: to keep the acknowledgement's type, race `emitWithAck` against a timer of your
+// own, as clients/web/src/chat.ts does.)
 
 // ------------------------------------------------------------------ scalars
 
@@ -612,7 +616,8 @@ export interface TypingRequest {
 /**
  * What a client emits, for `Socket<ServerToClientEvents, ClientToServerEvents>`. Every event
  * takes an acknowledgement callback as its last argument (`emitWithAck` returns it as a promise);
- * the callback is declared required so that `emitWithAck` can infer the answer's type.
+ * the callback is declared required so that `emitWithAck` can infer the answer's type (which
+ * socket.io-client 4.8 loses after `timeout()`: see the top of this file).
  * Room events (`joinRoom`, `joinPrivateRoom`, `leaveRoom`, `history`, `listOnline`) draw from
  * one rate-limit bucket; the message events (`sendMessage`, `directMessage`, `editMessage`,
  * `deleteMessage`, `react`, `typing`) from another. Over either: `rate_limited`.

@@ -22,6 +22,7 @@ use crate::{
     http,
     limits::{AuthLimits, MessageLimits},
     metrics::Metrics,
+    openapi,
     quotas::Quotas,
     realtime::Realtime,
     store,
@@ -102,45 +103,54 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let socket_io = state.realtime.layer();
     let metrics = state.metrics.clone();
-    http::router()
-        .fallback(no_route)
-        .method_not_allowed_fallback(no_route)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::middleware::from_fn(
-            http::oversize::drain_refused_bodies,
-        ))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: axum::middleware::Next| {
-                let metrics = metrics.clone();
-                async move {
-                    let started = std::time::Instant::now();
-                    let response = next.run(req).await;
-                    metrics.http_requests.observe(started.elapsed());
-                    response
-                }
-            },
-        ))
-        // Socket.IO takes /socket.io/ on the same port, inside CORS for browsers' long-polling.
-        .layer(socket_io)
-        .layer(axum::middleware::map_request(detach_from_read_buffer))
-        .layer(cors(&config))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: axum::middleware::Next| {
-                security_headers(req, next, config.hsts_max_age)
-            },
-        ))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // Named by the route template, not the path, so ids do not explode cardinality.
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", |p| p.as_str());
-            tracing::info_span!("http", method = %req.method(), route)
-        }))
-        .layer(CatchPanicLayer::custom(|_panic| {
-            AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
-        }))
+    let (rest, api) = http::router().split_for_parts();
+    // Rendered once: the document only changes with the binary.
+    let document = axum::body::Bytes::from(openapi::json(&openapi::finish(api)));
+    rest.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+        }),
+    )
+    .fallback(no_route)
+    .method_not_allowed_fallback(no_route)
+    .with_state(state)
+    .layer(DefaultBodyLimit::max(config.max_body_bytes))
+    .layer(axum::middleware::from_fn(
+        http::oversize::drain_refused_bodies,
+    ))
+    .layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| {
+            let metrics = metrics.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let response = next.run(req).await;
+                metrics.http_requests.observe(started.elapsed());
+                response
+            }
+        },
+    ))
+    // Socket.IO takes /socket.io/ on the same port, inside CORS for browsers' long-polling.
+    .layer(socket_io)
+    .layer(axum::middleware::map_request(detach_from_read_buffer))
+    .layer(cors(&config))
+    .layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| {
+            security_headers(req, next, config.hsts_max_age)
+        },
+    ))
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        // Named by the route template, not the path, so ids do not explode cardinality.
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str());
+        tracing::info_span!("http", method = %req.method(), route)
+    }))
+    .layer(CatchPanicLayer::custom(|_panic| {
+        AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+    }))
 }
 
 /// Gives a Socket.IO request's header values and URIs memory of their own. hyper parses them

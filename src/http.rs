@@ -6,17 +6,19 @@ pub mod extract;
 pub mod messages;
 pub mod ops;
 pub mod oversize;
+pub mod params;
 pub mod rooms;
 pub mod server;
 pub mod workspaces;
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
-/// The REST routes (the Socket.IO layer and middleware are added in `app`).
-pub fn router() -> Router<AppState> {
-    Router::new().merge(ops::router()).nest(
+/// The REST routes with their OpenAPI description (the Socket.IO layer and middleware are added
+/// in `app`, which also serves the description).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(ops::router()).nest(
         "/api",
         accounts::router()
             .merge(rooms::router())

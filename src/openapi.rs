@@ -151,11 +151,11 @@ fn add_shared_answers(op: &mut Operation, server: bool) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::T(error_answer(description)));
     };
-    if op.request_body.is_some() || has_query {
+    if op.request_body.is_some() || has_query || server {
         add(
             "400",
-            "`invalid_input`: the body or a query parameter is malformed or out of bounds \
-             (`fields` names each one at fault).",
+            "`invalid_input`: the body, a query parameter or a header is malformed or out of \
+             bounds (`fields` names each one at fault).",
         );
     }
     if op.request_body.is_some() {

@@ -433,6 +433,8 @@ async fn metadata_numbers_at_the_ends_of_a_double_round_trip() {
         )
         .await;
     assert_eq!(patched.ok(200)["metadata"]["again"], extremes);
-    let read = app.get(&format!("/api/rooms/{id}"), Some(&cal.access)).await;
+    let read = app
+        .get(&format!("/api/rooms/{id}"), Some(&cal.access))
+        .await;
     assert_eq!(read.ok(200)["metadata"]["again"], extremes);
 }

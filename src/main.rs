@@ -142,14 +142,17 @@ fn main() -> ExitCode {
             }
         }
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "huddle stopped");
             eprintln!("huddle: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(runtime);
+    telemetry::shutdown();
+    code
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

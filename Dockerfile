@@ -9,6 +9,9 @@ COPY .cargo .cargo
 COPY .sqlx .sqlx
 COPY migrations migrations
 COPY src src
+# The web client and the docs page, built by npm and committed: embedded by build.rs, so the
+# image needs no Node.js.
+COPY clients/web/dist clients/web/dist
 # The workspace's other member (the load generator) must be present for cargo to load it.
 COPY bench bench
 RUN cargo build --release --locked --bin huddle

@@ -23,10 +23,12 @@ use crate::{
 };
 
 /// The token pair handed out at login, registration and refresh. Its `Debug` shows no token.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
@@ -44,7 +46,7 @@ impl std::fmt::Debug for Tokens {
 }
 
 /// A user with a fresh session. Its `Debug` is the user's and the redacted tokens'.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Authenticated {
     pub user: User,
     #[serde(flatten)]

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// A key just made: the only time its secret is seen.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     pub key: ApiKey,
     pub secret: String,

@@ -22,6 +22,7 @@ use crate::{
     http,
     limits::{AuthLimits, MessageLimits},
     metrics::Metrics,
+    openapi,
     quotas::Quotas,
     realtime::Realtime,
     store,
@@ -102,7 +103,18 @@ pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
     let socket_io = state.realtime.layer();
     let metrics = state.metrics.clone();
-    http::router()
+    let (rest, api) = http::router().split_for_parts();
+    // Rendered once: the document only changes with the binary.
+    let document = axum::body::Bytes::from(openapi::json(&openapi::finish(api)));
+    // The web client and the docs page: pages, not REST routes, so outside the document.
+    rest.merge(http::web::router())
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+            }),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .with_state(state)
@@ -130,17 +142,82 @@ pub fn router(state: AppState) -> Router {
                 security_headers(req, next, config.hsts_max_age)
             },
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // Named by the route template, not the path, so ids do not explode cardinality.
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", |p| p.as_str());
-            tracing::info_span!("http", method = %req.method(), route)
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(http_span))
+        .layer(axum::middleware::from_fn(request_id))
         .layer(CatchPanicLayer::custom(|_panic| {
             AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))
+}
+
+/// The span of a request, for every log line while it is served: named by the route template
+/// (not the path, so ids do not explode cardinality), with the request's id, the room of a
+/// `/rooms/{id}` route, and the caller's user and workspace, which the extractors record once
+/// they know them (`AuthUser`, `ServerCaller`).
+fn http_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // The room's id is the segment after `rooms` in `/api/rooms/{id}...` and
+    // `/api/server/rooms/{id}...`; only a well-formed id is logged.
+    let room =
+        if route.starts_with("/api/rooms/{id}") || route.starts_with("/api/server/rooms/{id}") {
+            req.uri()
+                .path()
+                .split('/')
+                .skip_while(|s| *s != "rooms")
+                .nth(1)
+                .and_then(|s| s.parse::<uuid::Uuid>().ok())
+        } else {
+            None
+        };
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        route,
+        request_id,
+        user.id = tracing::field::Empty,
+        workspace.id = tracing::field::Empty,
+        room.id = tracing::field::Empty,
+    );
+    if let Some(room) = room {
+        span.record("room.id", tracing::field::display(room));
+    }
+    span
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id, logged with everything it causes and returned in `X-Request-Id`:
+/// the caller's own when it sent a sane one (a proxy's, so that its logs and Huddle's meet),
+/// else a new UUID.
+async fn request_id(mut req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let sane = |v: &HeaderValue| {
+        (1..=128).contains(&v.len())
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let id = match req.headers().get(REQUEST_ID).filter(|v| sane(v)) {
+        Some(id) => id.clone(),
+        None => {
+            let fresh = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string());
+            // A UUID's text is always a valid header value.
+            let Ok(fresh) = fresh else {
+                return next.run(req).await;
+            };
+            req.headers_mut().insert(REQUEST_ID, fresh.clone());
+            fresh
+        }
+    };
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
 }
 
 /// Gives a Socket.IO request's header values and URIs memory of their own. hyper parses them

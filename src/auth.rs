@@ -69,6 +69,11 @@ impl FromRequestParts<AppState> for AuthUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or(AppError::Unauthorized)?;
-        authenticate(state, token).await
+        let caller = authenticate(state, token).await?;
+        // Into the request's span (`app::http_span`): every later log line of it names them.
+        tracing::Span::current()
+            .record("user.id", tracing::field::display(caller.id()))
+            .record("workspace.id", tracing::field::display(caller.workspace()));
+        Ok(caller)
     }
 }

@@ -140,25 +140,36 @@ impl AppError {
 }
 
 /// The object under `"error"` in every failure, REST or socket ack.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
+    /// Stable, for clients to branch on: `invalid_input`, `unauthorized`,
+    /// `invalid_credentials`, `forbidden`, `account_disabled`, `not_found`, `conflict`,
+    /// `payload_too_large`, `rate_limited`, `not_joined`, `unavailable`, `internal`.
+    #[schema(value_type = String, example = "not_found")]
     pub code: &'static str,
+    /// For people: what went wrong.
     pub message: String,
+    /// `invalid_input` only: each field at fault and why.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
     pub fields: Option<FieldErrors>,
+    /// `rate_limited` only: how long to wait.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub retry_after_ms: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct ErrorEnvelope {
+/// Every failure's body: `{"error": {...}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
     error: ErrorBody,
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut response =
-            (self.status(), Json(ErrorEnvelope { error: self.body() })).into_response();
+            (self.status(), Json(ErrorResponse { error: self.body() })).into_response();
         if let AppError::RateLimited { retry_after, .. } = &self {
             // Whole seconds, rounded up, as the header requires.
             let secs = retry_after.as_millis().div_ceil(1000).max(1);

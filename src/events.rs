@@ -161,20 +161,25 @@ pub async fn record(
 }
 
 /// An event as the log and webhooks show it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: Uuid,
+    /// `message.created`, `message.updated`, `message.deleted`, `reaction.added`, ... (the
+    /// contract's event types).
     #[serde(rename = "type")]
+    #[schema(example = "message.created")]
     pub kind: String,
     pub position: i64,
     pub workspace_id: WorkspaceId,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The event's object, as its type says (a message, a room and a member, ...).
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 
 /// A page of the event log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     pub events: Vec<Event>,
     pub has_more: bool,

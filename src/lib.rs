@@ -20,6 +20,7 @@ pub mod limits;
 pub mod mentions;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod provisioning;
 pub mod quotas;
 pub mod realtime;

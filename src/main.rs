@@ -43,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Print the OpenAPI document of the REST API (what GET /openapi.json serves), for client
+    /// generators; needs no database.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -133,16 +136,23 @@ fn main() -> ExitCode {
                         name,
                     },
             } => create_api_key(config, (!platform).then_some(workspace), &name).await,
+            Command::Openapi => {
+                println!("{}", huddle::openapi::json(&huddle::openapi::document()));
+                Ok(())
+            }
         }
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "huddle stopped");
             eprintln!("huddle: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    drop(runtime);
+    telemetry::shutdown();
+    code
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -754,7 +754,7 @@ pub async fn thread(
 }
 
 /// One page of a room's change feed: the messages changed after `after_rev`, in rev order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Changes {
     pub messages: Vec<Message>,
     pub has_more: bool,

@@ -73,6 +73,8 @@ pub fn init_to(format: LogFormat, output: Output) {
             Output::Stderr => Box::new(std::io::stderr()),
         }
     };
+    // Behind the filters above, so that the collector sees no more than the logs do.
+    let registry = registry.with(export::layer());
     // try_init: a second call (tests start many apps in one process) is harmless.
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer().with_writer(writer)).try_init(),
@@ -80,6 +82,76 @@ pub fn init_to(format: LogFormat, output: Output) {
             .with(fmt::layer().json().flatten_event(true).with_writer(writer))
             .try_init(),
     };
+}
+
+/// Sends the spans still buffered for the collector (the `otel` feature); call before exiting.
+pub fn shutdown() {
+    export::shutdown()
+}
+
+/// Spans to an OpenTelemetry collector: built with `--features otel` and switched on by
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (the standard OTLP variables configure the rest; the service
+/// is `huddle` unless `OTEL_SERVICE_NAME` says otherwise). Spans are batched and sent over HTTP
+/// from the SDK's own thread, so a slow or absent collector never holds up a request.
+#[cfg(feature = "otel")]
+mod export {
+    use std::sync::OnceLock;
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::{
+        trace::{SdkTracerProvider, Tracer},
+        Resource,
+    };
+    use tracing_opentelemetry::OpenTelemetryLayer;
+    use tracing_subscriber::registry::LookupSpan;
+
+    static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+    pub fn layer<S>() -> Option<OpenTelemetryLayer<S, Tracer>>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        let exporter = match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+        {
+            Ok(exporter) => exporter,
+            Err(err) => {
+                // Logging is not set up yet: this is the one place to say so.
+                eprintln!("huddle: OpenTelemetry export is off: {err}");
+                return None;
+            }
+        };
+        let mut resource = Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            resource = resource.with_service_name("huddle");
+        }
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build();
+        let tracer = provider.tracer("huddle");
+        let _ = PROVIDER.set(provider);
+        Some(tracing_opentelemetry::layer().with_tracer(tracer))
+    }
+
+    pub fn shutdown() {
+        if let Some(provider) = PROVIDER.get() {
+            if let Err(err) = provider.shutdown() {
+                eprintln!("huddle: flushing OpenTelemetry spans failed: {err}");
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+mod export {
+    pub fn layer() -> Option<tracing_subscriber::layer::Identity> {
+        None
+    }
+
+    pub fn shutdown() {}
 }
 
 #[cfg(test)]

@@ -5,6 +5,13 @@
 use std::fmt;
 
 use serde::{de, Deserialize, Deserializer};
+use utoipa::{
+    openapi::{
+        schema::{KnownFormat, SchemaFormat},
+        ObjectBuilder, RefOr, Schema, Type,
+    },
+    IntoParams, PartialSchema, ToSchema,
+};
 
 use crate::{
     error::AppError,
@@ -247,14 +254,52 @@ impl de::Visitor<'_> for Bounded {
     }
 }
 
+/// The OpenAPI schema of an integer in `min..=max`, as the deserialisers above accept it.
+fn bounded_schema(min: i64, max: i64) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(min))
+        .maximum((max != i64::MAX).then_some(max))
+        .into()
+}
+
+impl PartialSchema for Seq {
+    fn schema() -> RefOr<Schema> {
+        bounded_schema(0, i64::MAX)
+    }
+}
+impl ToSchema for Seq {}
+
+impl PartialSchema for Limit {
+    fn schema() -> RefOr<Schema> {
+        bounded_schema(1, MAX_PAGE)
+    }
+}
+impl ToSchema for Limit {}
+
+impl PartialSchema for EventLimit {
+    fn schema() -> RefOr<Schema> {
+        bounded_schema(1, 1000)
+    }
+}
+impl ToSchema for EventLimit {}
+
 /// `before`, `after` and `limit` of a history request, from a query string or a payload.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Messages before this seq, newest first (absent: the newest).
     #[serde(default)]
+    #[param(inline)]
     pub before: Option<Seq>,
+    /// Messages after this seq, oldest first; not with `before`.
     #[serde(default)]
+    #[param(inline)]
     pub after: Option<Seq>,
+    /// Page size (default 50).
     #[serde(default)]
+    #[param(inline)]
     pub limit: Option<Limit>,
 }
 

@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// A webhook just registered: the only time its secret is seen.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub webhook: Webhook,
     pub secret: String,

@@ -20,7 +20,9 @@ use crate::{
 
 /// A workspace's id. A type of its own so that a workspace is never passed where a user or room
 /// id is expected, nor the other way round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 #[sqlx(transparent)]
 pub struct WorkspaceId(Uuid);
@@ -115,7 +117,7 @@ pub async fn create(state: &AppState, slug: &str, name: &str) -> AppResult<Works
 }
 
 /// What `POST /api/workspaces` answers: the new workspace and its first admin, logged in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SignedUp {
     pub workspace: Workspace,
     #[serde(flatten)]

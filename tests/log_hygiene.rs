@@ -18,14 +18,22 @@ use common::{
 use serde_json::json;
 use uuid::Uuid;
 
-#[tokio::test]
-async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
+/// The real binary with its own logging set-up, printing into a file; stopped by `finish`,
+/// which returns everything it printed.
+struct Logged {
+    child: std::process::Child,
+    api: Api,
+    db_name: String,
+    log_path: std::path::PathBuf,
+}
+
+async fn start_logged(env: &[(&str, &str)]) -> Logged {
     let db_name = format!("huddle_test_{}", Uuid::new_v4().simple());
     let log_path = std::env::temp_dir().join(format!("{db_name}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_huddle"))
-        .env_clear()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle"));
+    cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env(
             "DATABASE_URL",
@@ -37,13 +45,14 @@ async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
         .env("AUTH_RATE", "0")
         .env("MESSAGE_RATE", "0")
         .env("DATABASE_MAX_CONNECTIONS", "5")
-        .env("RUST_LOG", "trace")
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
     let api = Api::new(format!("http://127.0.0.1:{port}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !api
@@ -56,7 +65,36 @@ async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Logged {
+        child,
+        api,
+        db_name,
+        log_path,
+    }
+}
 
+impl Logged {
+    fn finish(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let printed = std::fs::read_to_string(&self.log_path).unwrap();
+        let _ = std::fs::remove_file(&self.log_path);
+        common::drop_database(self.db_name);
+        printed
+    }
+}
+
+#[tokio::test]
+async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
+    let logged = start_logged(&[("RUST_LOG", "trace")]).await;
+    let (api, db_name) = (logged.api.clone(), logged.db_name.clone());
     let wendy = api.register("wendy").await;
     let mut bodies = Vec::new();
     for t in Transport::ALL {
@@ -91,18 +129,7 @@ async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
         .await;
     let kim = api.minted(&key, "ext-1").await;
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let printed = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
-    common::drop_database(db_name);
+    let printed = logged.finish();
 
     // Trace logging was on (our own debug lines are there), and still nothing secret.
     assert!(printed.contains("socket connected"), "{printed}");
@@ -130,4 +157,62 @@ async fn trace_logging_prints_neither_tokens_nor_keys_nor_message_bodies() {
             "a message body was logged"
         );
     }
+}
+
+/// JSON logs carry, on every line a request causes, the request's id (the caller's own
+/// `X-Request-Id`, or a new one, returned either way), the route, and the caller's user and
+/// workspace and the room it names.
+#[tokio::test]
+async fn json_logs_name_the_request_user_workspace_and_room() {
+    let logged = start_logged(&[("RUST_LOG", "info"), ("LOG_FORMAT", "json")]).await;
+    let api = logged.api.clone();
+    let ada = api.register("ada").await;
+    let room = api
+        .post(
+            "/api/rooms",
+            Some(&ada.access),
+            json!({"name": "logged", "visibility": "public"}),
+        )
+        .await;
+    let room_id = room.ok(201)["id"].as_str().unwrap().to_owned();
+    let deleted = api
+        .client
+        .delete(api.url(&format!("/api/rooms/{room_id}")))
+        .bearer_auth(&ada.access)
+        .header("x-request-id", "proxy-7f3a.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(deleted.headers()["x-request-id"], "proxy-7f3a.1");
+    // Without one (or with one that is not sane), a new id is made and returned.
+    for sent in [None, Some("a b\tc")] {
+        let mut req = api.client.get(api.url("/api/me")).bearer_auth(&ada.access);
+        if let Some(sent) = sent {
+            req = req.header("x-request-id", sent);
+        }
+        let res = req.send().await.unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+    }
+    let printed = logged.finish();
+
+    let lines: Vec<serde_json::Value> = printed
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let deletion = lines
+        .iter()
+        .find(|l| l["message"] == "room deleted")
+        .unwrap_or_else(|| panic!("no 'room deleted' line in:\n{printed}"));
+    let span = &deletion["span"];
+    assert_eq!(span["name"], "http", "{deletion}");
+    assert_eq!(span["request_id"], "proxy-7f3a.1", "{deletion}");
+    assert_eq!(span["route"], "/api/rooms/{id}", "{deletion}");
+    assert_eq!(span["room.id"], room_id, "{deletion}");
+    assert_eq!(span["user.id"], ada.id.to_string(), "{deletion}");
+    assert_eq!(
+        span["workspace.id"], "00000000-0000-0000-0000-000000000001",
+        "{deletion}"
+    );
 }

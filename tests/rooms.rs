@@ -400,3 +400,41 @@ async fn malformed_room_ids_are_not_found() {
     .await
     .error(404, "not_found");
 }
+
+/// Found by schemathesis: a metadata number near the ends of a double was stored (Postgres keeps
+/// it as an exact decimal) and then failed to parse back, so every read of the room was a 500.
+#[tokio::test]
+async fn metadata_numbers_at_the_ends_of_a_double_round_trip() {
+    let app = spawn_app().await;
+    let cal = app.register("cal").await;
+    let extremes = json!({
+        "max": 1.7976931348623157e308,
+        "near_max": 1.7976931348623155e308,
+        "min": -1.7976931348623157e308,
+        "tiny": 5e-324,
+        "big_integer": 18446744073709551616.0_f64,
+        "odd_integer": 9007199254740993_u64,
+        "nested": [{"x": 2.2250738585072014e-308}],
+    });
+    let room = app
+        .post(
+            "/api/rooms",
+            Some(&cal.access),
+            json!({"name": "extremes", "visibility": "public", "metadata": extremes}),
+        )
+        .await;
+    let id = room.ok(201)["id"].as_str().unwrap().to_owned();
+    assert_eq!(room.body["metadata"], extremes);
+    let patched = app
+        .patch(
+            &format!("/api/rooms/{id}"),
+            Some(&cal.access),
+            json!({"metadata": {"again": extremes}}),
+        )
+        .await;
+    assert_eq!(patched.ok(200)["metadata"]["again"], extremes);
+    let read = app
+        .get(&format!("/api/rooms/{id}"), Some(&cal.access))
+        .await;
+    assert_eq!(read.ok(200)["metadata"]["again"], extremes);
+}

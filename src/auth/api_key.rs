@@ -142,7 +142,11 @@ impl FromRequestParts<AppState> for ServerCaller {
                 }
             },
         };
-        authenticate(state, token, workspace).await
+        let caller = authenticate(state, token, workspace).await?;
+        // Into the request's span (`app::http_span`): every later log line of it names it.
+        tracing::Span::current()
+            .record("workspace.id", tracing::field::display(caller.workspace()));
+        Ok(caller)
     }
 }
 

@@ -6,28 +6,28 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{
     extract::{ConnectInfo, State},
     http::{header, HeaderMap, StatusCode},
-    routing::{get, post},
-    Router,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Json;
 use crate::{
     accounts::{self, Authenticated, Registration, Tokens},
     app::AppState,
     auth::AuthUser,
-    error::AppResult,
+    error::{AppResult, ErrorResponse},
     store::users::User,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/me", get(me).patch(update_me))
-        .route("/me/password", post(change_password))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me, update_me))
+        .routes(routes!(change_password))
 }
 
 /// The client's address: the TCP peer, or behind a trusted proxy (`TRUST_PROXY`) the last
@@ -53,16 +53,30 @@ pub(super) fn user_agent(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RegisterRequest {
     /// The workspace's slug; absent: `default` (v1 clients never name one).
     workspace: Option<String>,
+    /// 3-32 of letters, digits, `_`, `.` and `-`; unique in the workspace.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     username: String,
+    /// 8-256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
+    /// 1-64 characters; absent: the username.
     display_name: Option<String>,
 }
 
-/// `POST /api/auth/register` -> 201 `{user, ...tokens}`; 404 for an unknown `workspace`.
+/// Registers a user and logs them in.
+///
+/// The user is made in the `default` workspace unless `workspace` names another.
+#[utoipa::path(post, operation_id = "register", path = "/auth/register", tag = "accounts", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The new user and a session", body = Authenticated),
+        (status = 404, description = "`not_found`: no workspace with this slug", body = ErrorResponse),
+        (status = 409, description = "`conflict`: the username is taken", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: too many attempts from this address", body = ErrorResponse),
+    ))]
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -83,7 +97,7 @@ async fn register(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
     /// The workspace's slug; absent: `default`.
     workspace: Option<String>,
@@ -91,8 +105,16 @@ struct LoginRequest {
     password: String,
 }
 
-/// `POST /api/auth/login` -> 200 `{user, ...tokens}`; an unknown `workspace` is answered as an
-/// unknown user (`401 invalid_credentials`).
+/// Logs in with a username and password.
+///
+/// An unknown `workspace` is answered as an unknown user.
+#[utoipa::path(post, operation_id = "login", path = "/auth/login", tag = "accounts", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "The user and a new session", body = Authenticated),
+        (status = 401, description = "`invalid_credentials`: unknown username or wrong password", body = ErrorResponse),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: too many attempts from this address or for this username", body = ErrorResponse),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -113,12 +135,20 @@ async fn login(
     Ok(Json(authenticated))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
     refresh_token: String,
 }
 
-/// `POST /api/auth/refresh` -> 200 tokens.
+/// Trades a refresh token for a new token pair.
+///
+/// Refresh tokens rotate: the one given is spent, and presenting it again revokes the session.
+#[utoipa::path(post, operation_id = "refresh", path = "/auth/refresh", tag = "accounts", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = Tokens),
+        (status = 401, description = "`unauthorized`: unknown, spent, expired or revoked refresh token", body = ErrorResponse),
+        (status = 403, description = "`account_disabled`: the account is disabled", body = ErrorResponse),
+    ))]
 async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshRequest>,
@@ -126,23 +156,35 @@ async fn refresh(
     Ok(Json(accounts::refresh(&state, &body.refresh_token).await?))
 }
 
-/// `POST /api/auth/logout` -> 204.
+/// Ends the caller's session.
+///
+/// Its sockets are disconnected and its refresh token revoked.
+#[utoipa::path(post, operation_id = "logout", path = "/auth/logout", tag = "accounts", security(("user_token" = [])),
+    responses((status = 204, description = "Logged out")))]
 async fn logout(State(state): State<AppState>, caller: AuthUser) -> AppResult<StatusCode> {
     accounts::logout(&state, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/me` -> user.
+/// The caller's account.
+#[utoipa::path(get, operation_id = "me", path = "/me", tag = "accounts", security(("user_token" = [])),
+    responses((status = 200, description = "The caller", body = User)))]
 async fn me(caller: AuthUser) -> Json<User> {
     Json(caller.user)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateMeRequest {
+    /// 1-64 characters; absent: unchanged.
     display_name: Option<String>,
 }
 
-/// `PATCH /api/me` `{display_name}` -> user. An absent field is left as it is.
+/// Changes the caller's display name.
+///
+/// An absent field is left as it is.
+#[utoipa::path(patch, operation_id = "update_me", path = "/me", tag = "accounts", security(("user_token" = [])),
+    request_body = UpdateMeRequest,
+    responses((status = 200, description = "The caller, changed", body = User)))]
 async fn update_me(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -156,13 +198,24 @@ async fn update_me(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChangePasswordRequest {
     current_password: String,
+    /// 8-256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     new_password: String,
 }
 
-/// `POST /api/me/password` -> 204; the caller's other sessions are revoked.
+/// Changes the caller's password.
+///
+/// Every other session of the caller is revoked and its sockets disconnected.
+#[utoipa::path(post, operation_id = "change_password", path = "/me/password", tag = "accounts", security(("user_token" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: too many wrong current passwords", body = ErrorResponse),
+    ))]
 async fn change_password(
     State(state): State<AppState>,
     caller: AuthUser,

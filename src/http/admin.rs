@@ -1,38 +1,46 @@
 //! Admin routes: disabling and enabling users, and the workspace's API keys.
 
-use axum::{
-    extract::State,
-    http::StatusCode,
-    routing::{delete, get, post},
-    Router,
-};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use uuid::Uuid;
+use axum::{extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{Json, Path};
+use super::{
+    extract::{Json, Path},
+    params::IdPath,
+};
 use crate::{
     admin,
     api_keys::{self, Created},
     app::AppState,
     auth::AuthUser,
-    error::AppResult,
+    error::{AppResult, ErrorResponse},
+    store::api_keys::ApiKey,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/users/{id}/disable", post(disable))
-        .route("/admin/users/{id}/enable", post(enable))
-        .route("/admin/api-keys", get(list_keys).post(create_key))
-        .route("/admin/api-keys/{id}", delete(revoke_key))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(disable))
+        .routes(routes!(enable))
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NewKey {
+    /// 1-64 characters, for people to tell keys apart.
     name: String,
 }
 
-/// `POST /api/admin/api-keys` `{name}` -> 201 `{key, secret}` (the secret this once).
+/// Makes an API key of the caller's workspace (admins).
+///
+/// The answer holds the key's secret: the only time it is shown.
+#[utoipa::path(post, operation_id = "create_api_key", path = "/admin/api-keys", tag = "admin", security(("user_token" = [])),
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The key and its secret", body = Created),
+        (status = 403, description = "`forbidden`: admins only", body = ErrorResponse),
+    ))]
 async fn create_key(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -42,37 +50,69 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// `GET /api/admin/api-keys` -> `{"keys": [...]}`, newest first.
-async fn list_keys(State(state): State<AppState>, caller: AuthUser) -> AppResult<Json<Value>> {
-    let keys = api_keys::list(&state, &caller).await?;
-    Ok(Json(json!({ "keys": keys })))
+#[derive(Serialize, ToSchema)]
+struct ApiKeys {
+    keys: Vec<ApiKey>,
 }
 
-/// `DELETE /api/admin/api-keys/{id}` -> 204 (again 204 once revoked).
+/// The workspace's API keys, newest first, revoked ones included (admins).
+#[utoipa::path(get, operation_id = "list_api_keys", path = "/admin/api-keys", tag = "admin", security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The keys, without secrets", body = ApiKeys),
+        (status = 403, description = "`forbidden`: admins only", body = ErrorResponse),
+    ))]
+async fn list_keys(State(state): State<AppState>, caller: AuthUser) -> AppResult<Json<ApiKeys>> {
+    let keys = api_keys::list(&state, &caller).await?;
+    Ok(Json(ApiKeys { keys }))
+}
+
+/// Revokes an API key (admins); it is refused from the next request on.
+///
+/// Revoking it again answers 204 too.
+#[utoipa::path(delete, operation_id = "revoke_api_key", path = "/admin/api-keys/{id}", tag = "admin", security(("user_token" = [])),
+    params(IdPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "`forbidden`: admins only", body = ErrorResponse),
+    ))]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<Uuid>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> AppResult<StatusCode> {
     api_keys::revoke(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/admin/users/{id}/disable` -> 204.
+/// Disables a user of the workspace (admins).
+///
+/// Their sessions are revoked and their sockets disconnected at once.
+#[utoipa::path(post, operation_id = "disable_user", path = "/admin/users/{id}/disable", tag = "admin",
+    security(("user_token" = [])), params(IdPath),
+    responses(
+        (status = 204, description = "Disabled"),
+        (status = 403, description = "`forbidden`: admins only, and not themselves", body = ErrorResponse),
+    ))]
 async fn disable(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<Uuid>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> AppResult<StatusCode> {
     admin::disable(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/admin/users/{id}/enable` -> 204.
+/// Enables a disabled user again (admins).
+#[utoipa::path(post, operation_id = "enable_user", path = "/admin/users/{id}/enable", tag = "admin",
+    security(("user_token" = [])), params(IdPath),
+    responses(
+        (status = 204, description = "Enabled"),
+        (status = 403, description = "`forbidden`: admins only", body = ErrorResponse),
+    ))]
 async fn enable(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<Uuid>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> AppResult<StatusCode> {
     admin::enable(&state, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)

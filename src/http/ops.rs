@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use axum::{extract::State, routing::get, Router};
-use serde_json::{json, Value};
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Json;
 use crate::{
@@ -12,21 +14,41 @@ use crate::{
     store,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
-/// `GET /healthz`: 200 while the process runs.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-/// `GET /readyz`: 200 when Postgres (and Redis, with `REDIS_URL`) answer within two seconds,
-/// else 503 `unavailable`.
-async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "ops",
+    responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    #[schema(example = "ready")]
+    status: &'static str,
+    #[schema(example = "ok")]
+    postgres: &'static str,
+    /// Present with REDIS_URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<&'static str>,
+}
+
+/// Readiness: 200 when Postgres (and Redis, with REDIS_URL) answer within two seconds.
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "ops",
+    responses((status = 200, description = "Ready", body = Readiness)))]
+async fn readyz(State(state): State<AppState>) -> AppResult<Json<Readiness>> {
     let ping = store::ping(&state.db);
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => {}
@@ -36,16 +58,23 @@ async fn readyz(State(state): State<AppState>) -> AppResult<Json<Value>> {
         }
         Err(_) => return Err(AppError::Unavailable("the database")),
     }
+    let ready = |redis| {
+        Json(Readiness {
+            status: "ready",
+            postgres: "ok",
+            redis,
+        })
+    };
     match state.realtime.cluster() {
-        None => Ok(Json(json!({ "status": "ready", "postgres": "ok" }))),
-        Some(cluster) if cluster.ping().await => Ok(Json(
-            json!({ "status": "ready", "postgres": "ok", "redis": "ok" }),
-        )),
+        None => Ok(ready(None)),
+        Some(cluster) if cluster.ping().await => Ok(ready(Some("ok"))),
         Some(_) => Err(AppError::Unavailable("Redis")),
     }
 }
 
-/// `GET /metrics`: Prometheus text.
+/// This node's metrics, in Prometheus' text format.
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(
     State(state): State<AppState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {

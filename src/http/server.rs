@@ -8,12 +8,12 @@ pub mod users;
 pub mod webhooks;
 pub mod workspaces;
 
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(workspaces::router())
         .merge(users::router())
         .merge(rooms::router())

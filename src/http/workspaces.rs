@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use axum::{
     extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode},
-    routing::{get, post},
-    Router,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     accounts::{client_address, user_agent},
@@ -20,38 +20,57 @@ use crate::{
     accounts::Registration,
     app::AppState,
     auth::AuthUser,
-    error::AppResult,
+    error::{AppResult, ErrorResponse},
     store::workspaces::Workspace,
     workspaces::{self, SignedUp},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/workspace", get(mine))
-        .route("/workspaces", post(sign_up))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(mine))
+        .routes(routes!(sign_up))
 }
 
-/// `GET /api/workspace` -> the caller's workspace.
+/// The caller's workspace.
+#[utoipa::path(get, operation_id = "my_workspace", path = "/workspace", tag = "workspaces", security(("user_token" = [])),
+    responses((status = 200, description = "The workspace", body = Workspace)))]
 async fn mine(State(state): State<AppState>, caller: AuthUser) -> AppResult<Json<Workspace>> {
     Ok(Json(workspaces::get(&state, caller.workspace()).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(as = WorkspaceOwner)]
 struct Owner {
+    /// 3-32 of letters, digits, `_`, `.` and `-`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$")]
     username: String,
+    /// 8-256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
+    /// 1-64 characters; absent: the username.
     display_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SignUpRequest {
+    /// 2-32 of `a-z`, `0-9` and `-`: what clients name at login.
+    #[schema(pattern = "^[a-z0-9-]{2,32}$")]
     slug: String,
+    /// 1-64 characters, for people.
     name: String,
+    /// The workspace's first admin.
     owner: Owner,
 }
 
-/// `POST /api/workspaces` -> 201 `{workspace, user, ...tokens}`; 403 while signup is closed,
-/// 409 when the slug is taken.
+/// Self-service signup: a new workspace and its first admin, logged in (when
+/// WORKSPACE_SIGNUP=open).
+#[utoipa::path(post, operation_id = "sign_up_workspace", path = "/workspaces", tag = "workspaces", request_body = SignUpRequest,
+    responses(
+        (status = 201, description = "The workspace, its admin and a session", body = SignedUp),
+        (status = 403, description = "`forbidden`: signup is closed (WORKSPACE_SIGNUP=closed)", body = ErrorResponse),
+        (status = 409, description = "`conflict`: the slug is taken", body = ErrorResponse),
+        (status = 429, description = "`rate_limited`: too many attempts from this address", body = ErrorResponse),
+    ))]
 async fn sign_up(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

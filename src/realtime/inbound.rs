@@ -175,11 +175,15 @@ async fn run(state: AppState, socket: SocketRef, conn: Conn, mut rx: mpsc::Recei
                     let Queued {
                         name, data, ack, ..
                     } = *event;
+                    // Debug: a span per event at info would cost every message its share.
+                    // The field values are only computed when the span is enabled.
                     let span = tracing::debug_span!(
                         "event",
                         name = %name,
                         socket.id = %ctx.socket.id,
                         user.id = %ctx.conn.auth.id(),
+                        workspace.id = %ctx.conn.auth.workspace(),
+                        room = data.get("room").and_then(|r| r.as_str()).unwrap_or_default(),
                     );
                     // Boxed: the handlers' state machines are large, and an idle socket's task
                     // should not carry one around while it waits for its next event.

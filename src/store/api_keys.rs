@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::workspaces::WorkspaceId;
 
 /// A key as listed: never its secret.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,

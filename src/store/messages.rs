@@ -14,7 +14,7 @@ use crate::workspaces::WorkspaceId;
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// A stored message as the API shows it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
     pub room_id: Uuid,
@@ -35,6 +35,7 @@ pub struct Message {
     pub thread: Option<ThreadSummary>,
     pub reactions: Vec<ReactionCount>,
     pub mentions: Vec<UserRef>,
+    #[schema(value_type = Object)]
     pub metadata: JsonObject,
     /// The emoji the reading user reacted with: present where a message is read by someone
     /// (history, the change feed, acks), absent where it is broadcast to many.
@@ -51,7 +52,7 @@ impl Message {
 }
 
 /// A quoted message (`reply_to`): its body cut to 200 characters, `""` once deleted.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MessageRef {
     pub id: Uuid,
     pub seq: i64,
@@ -60,7 +61,7 @@ pub struct MessageRef {
 }
 
 /// A thread root's summary of its replies.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ThreadSummary {
     pub reply_count: i64,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -69,7 +70,7 @@ pub struct ThreadSummary {
 }
 
 /// One emoji's count on a message.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReactionCount {
     pub emoji: String,
     pub count: i64,
@@ -155,7 +156,7 @@ pub enum Page {
 }
 
 /// One page, oldest first, and whether more lie beyond it in the direction of paging.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct History {
     pub messages: Vec<Message>,
     pub has_more: bool,

@@ -8,7 +8,9 @@ use uuid::Uuid;
 use super::{members::Role, messages::JsonObject};
 use crate::workspaces::WorkspaceId;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum Visibility {
@@ -18,7 +20,7 @@ pub enum Visibility {
 }
 
 /// A room as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Room {
     pub id: Uuid,
     pub name: String,
@@ -30,6 +32,8 @@ pub struct Room {
     pub last_seq: i64,
     /// The rev of the room's newest change (see `messages.rev`).
     pub last_rev: i64,
+    /// The app's own data about the room, up to 4 KiB.
+    #[schema(value_type = Object)]
     pub metadata: Json<JsonObject>,
 }
 
@@ -50,7 +54,7 @@ impl From<&Room> for RoomRef {
 }
 
 /// A room as `/api/me/rooms` shows it: with the caller's role and read position.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MyRoom {
     #[serde(flatten)]
     pub room: Room,

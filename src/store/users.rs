@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use crate::{store::messages::JsonObject, workspaces::WorkspaceId};
 
 /// A user as the API shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub workspace_id: WorkspaceId,
@@ -20,13 +20,15 @@ pub struct User {
     /// The product's own id for the user (server API), if it has one.
     pub external_id: Option<String>,
     pub is_bot: bool,
+    /// The product's own data about the user (server API), up to 4 KiB.
+    #[schema(value_type = Object)]
     pub metadata: Json<JsonObject>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
 /// A user as other objects embed it (message senders, members, presence).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserRef {
     pub id: Uuid,
     pub username: String,

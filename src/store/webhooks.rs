@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::workspaces::WorkspaceId;
 
 /// A webhook as the API shows it (never its secret).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Webhook {
     pub id: Uuid,
     pub url: String,
@@ -94,7 +94,7 @@ pub async fn delete(db: impl PgExecutor<'_>, ws: WorkspaceId, id: Uuid) -> sqlx:
 }
 
 /// A delivery as `GET /api/server/webhooks/{id}/deliveries` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: Uuid,
     pub event_id: Uuid,

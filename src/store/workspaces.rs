@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::workspaces::WorkspaceId;
 
 /// A workspace as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Workspace {
     pub id: WorkspaceId,
     pub slug: String,

@@ -1,7 +1,9 @@
 //! `GET /api/server/events`: the workspace's event log, by position.
 
-use axum::{extract::State, routing::get, Router};
+use axum::extract::State;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
@@ -12,22 +14,30 @@ use crate::{
     validate::{EventLimit, Seq},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Events after this position (default 0: from the start of what is kept).
     #[serde(default)]
+    #[param(inline)]
     after: Option<Seq>,
+    /// Page size (default 100).
     #[serde(default)]
+    #[param(inline)]
     limit: Option<EventLimit>,
 }
 
 /// Events per page when the caller does not say.
 const EVENTS_PAGE: i64 = 100;
 
-/// `GET /api/server/events?after=&limit=` -> `{events, has_more, last_position}`.
+/// The workspace's event log, by position: every change, in commit order.
+#[utoipa::path(get, operation_id = "server_events", path = "/events", tag = "server", security(("api_key" = [])),
+    params(EventsQuery),
+    responses((status = 200, description = "A page of events", body = EventPage)))]
 async fn list(
     State(state): State<AppState>,
     caller: ServerCaller,

@@ -1,25 +1,40 @@
 //! `/api/server/workspaces`: platform keys create and list workspaces.
 
-use axum::{extract::State, http::StatusCode, routing::get, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::{extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState, auth::api_key::ServerCaller, error::AppResult, http::extract::Json,
-    store::workspaces::Workspace, workspaces,
+    app::AppState,
+    auth::api_key::ServerCaller,
+    error::{AppResult, ErrorResponse},
+    http::extract::Json,
+    store::workspaces::Workspace,
+    workspaces,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/workspaces", get(list).post(create))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create, list))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NewWorkspace {
+    /// 2-32 of `a-z`, `0-9` and `-`.
+    #[schema(pattern = "^[a-z0-9-]{2,32}$")]
     slug: String,
+    /// 1-64 characters.
     name: String,
 }
 
-/// `POST /api/server/workspaces` `{slug, name}` -> 201 workspace; 409 when the slug is taken.
+/// Creates a workspace with its DEFAULT_ROOMS (platform keys).
+#[utoipa::path(post, operation_id = "server_create_workspace", path = "/workspaces", tag = "server", security(("api_key" = [])),
+    request_body = NewWorkspace,
+    responses(
+        (status = 201, description = "The workspace", body = Workspace),
+        (status = 403, description = "`forbidden`: platform keys only", body = ErrorResponse),
+        (status = 409, description = "`conflict`: the slug is taken", body = ErrorResponse),
+    ))]
 async fn create(
     State(state): State<AppState>,
     caller: ServerCaller,
@@ -30,9 +45,19 @@ async fn create(
     Ok((StatusCode::CREATED, Json(workspace)))
 }
 
-/// `GET /api/server/workspaces` -> `{"workspaces": [...]}`, oldest first.
-async fn list(State(state): State<AppState>, caller: ServerCaller) -> AppResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+struct Workspaces {
+    workspaces: Vec<Workspace>,
+}
+
+/// Every workspace, oldest first (platform keys).
+#[utoipa::path(get, operation_id = "server_list_workspaces", path = "/workspaces", tag = "server", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The workspaces", body = Workspaces),
+        (status = 403, description = "`forbidden`: platform keys only", body = ErrorResponse),
+    ))]
+async fn list(State(state): State<AppState>, caller: ServerCaller) -> AppResult<Json<Workspaces>> {
     caller.require_platform()?;
-    let all = workspaces::list(&state).await?;
-    Ok(Json(json!({ "workspaces": all })))
+    let workspaces = workspaces::list(&state).await?;
+    Ok(Json(Workspaces { workspaces }))
 }

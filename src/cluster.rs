@@ -133,6 +133,10 @@ pub struct Cluster {
     outbox: mpsc::Sender<String>,
     /// Envelopes not published because Redis was failing or the outbox was full.
     unpublished: AtomicU64,
+    /// Envelopes this node published, and envelopes it read off the bus (its own included):
+    /// what the bus costs each node, the figure that routing by room is to shrink.
+    published_total: AtomicU64,
+    received_total: AtomicU64,
     /// Woken each time the subscriber (re)connects: whatever was published meanwhile was not
     /// heard, so the realtime layer re-checks its sockets (`realtime::revalidate`).
     pub resubscribed: tokio::sync::Notify,
@@ -186,6 +190,8 @@ impl Cluster {
             publishing: AtomicBool::new(true),
             outbox,
             unpublished: AtomicU64::new(0),
+            published_total: AtomicU64::new(0),
+            received_total: AtomicU64::new(0),
             resubscribed: tokio::sync::Notify::new(),
             last_failure_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
@@ -259,6 +265,16 @@ impl Cluster {
     /// Envelopes dropped because Redis was failing or too slow (see `publish`).
     pub fn unpublished(&self) -> u64 {
         self.unpublished.load(Ordering::Relaxed)
+    }
+
+    /// Envelopes this node published on the bus.
+    pub fn published_total(&self) -> u64 {
+        self.published_total.load(Ordering::Relaxed)
+    }
+
+    /// Envelopes this node read off the bus, its own included.
+    pub fn received_total(&self) -> u64 {
+        self.received_total.load(Ordering::Relaxed)
     }
 
     fn published(&self, result: &redis::RedisResult<()>) {
@@ -477,6 +493,8 @@ async fn publisher(cluster: std::sync::Weak<Cluster>, mut outgoing: mpsc::Receiv
         let result = pipe.query_async::<()>(&mut redis).await;
         if result.is_err() {
             c.unpublished.fetch_add(sent, Ordering::Relaxed);
+        } else {
+            c.published_total.fetch_add(sent, Ordering::Relaxed);
         }
         c.published(&result);
     }
@@ -519,6 +537,7 @@ async fn subscribe(
                         continue;
                     };
                     if msg.get_channel_name() == bus {
+                        c.received_total.fetch_add(1, Ordering::Relaxed);
                         match serde_json::from_str::<Envelope>(&payload) {
                             Ok(envelope) if envelope.from == c.node => {}
                             Ok(Envelope {

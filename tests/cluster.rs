@@ -61,6 +61,17 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
             .await["seq"],
         101
     );
+    // The bus's cost, per node: what node 0 published, every node read (one channel today).
+    let published = common::metric(c.node(0), "huddle_bus_published_total")
+        .await
+        .unwrap();
+    assert!(published >= 100, "{published}");
+    for node in &c.nodes {
+        let received = common::metric(node, "huddle_bus_received_total")
+            .await
+            .unwrap();
+        assert!(received >= 100, "{received}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

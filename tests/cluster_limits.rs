@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     cluster::{OwnRedis, TestCluster},
+    metric,
     sio::{ack_ok, Auth, SioClient, Transport},
     Api,
 };
@@ -71,22 +72,6 @@ async fn login_from(node: &Api, from: &str, username: &str, password: &str) -> u
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// A counter's value in the node's `/metrics`, if it is there.
-async fn metric(node: &Api, name: &str) -> Option<u64> {
-    let text = node
-        .client
-        .get(node.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 const WS: Transport = Transport::WebSocket;

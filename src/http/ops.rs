@@ -97,6 +97,16 @@ fn render_metrics(state: &AppState) -> String {
             "# HELP {name} Operations for the other nodes dropped because Redis was failing or too slow.\n# TYPE {name} counter\n{name} {}\n",
             cluster.unpublished()
         ));
+        let name = "huddle_bus_published_total";
+        text.push_str(&format!(
+            "# HELP {name} Envelopes (messages, changes, effects on sockets, questions) this node published on the bus.\n# TYPE {name} counter\n{name} {}\n",
+            cluster.published_total()
+        ));
+        let name = "huddle_bus_received_total";
+        text.push_str(&format!(
+            "# HELP {name} Envelopes this node read off the bus, its own included.\n# TYPE {name} counter\n{name} {}\n",
+            cluster.received_total()
+        ));
         let name = "huddle_cluster_query_timeouts_total";
         text.push_str(&format!(
             "# HELP {name} Questions to the other nodes that gave up waiting for a registered node's answer.\n# TYPE {name} counter\n{name} {}\n",

@@ -404,3 +404,20 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A counter's value in a node's `/metrics`, if it is there.
+#[allow(dead_code)] // not every test binary reads metrics
+pub async fn metric(node: &Api, name: &str) -> Option<u64> {
+    let text = node
+        .client
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -70,11 +70,15 @@ impl FailureKey {
         }
     }
 
-    /// Its bucket in Redis. A valid username has no `:`, so the pair's key is unambiguous.
+    /// Its bucket in Redis. A valid username has no `:`, so the pair's key is unambiguous. A
+    /// login takes its pair's and its username's cells in one script, and a Redis Cluster runs
+    /// a script only on keys of one slot: the name (`workspace/username`, which can hold no
+    /// brace) is the keys' hash tag, so both land in the slot of the name, and different names
+    /// spread over the slots.
     fn shared(&self) -> SharedCell {
         let key = match self {
-            FailureKey::Pair(address, name) => format!("auth:pair:{name}:{address}"),
-            FailureKey::Username(name) => format!("auth:user:{name}"),
+            FailureKey::Pair(address, name) => format!("auth:pair:{{{name}}}:{address}"),
+            FailureKey::Username(name) => format!("auth:user:{{{name}}}"),
             FailureKey::Session(session) => format!("auth:session:{session}"),
         };
         let allowed = self.allowed();
@@ -607,6 +611,32 @@ fn too_many(retry_after: Duration) -> AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Redis Cluster hashes of a key: the text between the first `{` and the next `}`
+    /// when there is one and it is not empty, else the whole key.
+    fn hash_tag(key: &str) -> &str {
+        key.find('{')
+            .and_then(|open| {
+                let rest = &key[open + 1..];
+                rest.find('}')
+                    .filter(|&close| close > 0)
+                    .map(|close| &rest[..close])
+            })
+            .unwrap_or(key)
+    }
+
+    #[test]
+    fn a_logins_two_cells_share_a_cluster_slot_and_names_spread() {
+        let address: IpAddr = "203.0.113.7".parse().unwrap();
+        let name = "acme/ann".to_owned();
+        let pair = FailureKey::Pair(address, name.clone()).shared().key;
+        let user = FailureKey::Username(name).shared().key;
+        let prefixed = |k: &str| format!("huddle_prod:{k}");
+        assert_eq!(hash_tag(&prefixed(&pair)), "acme/ann");
+        assert_eq!(hash_tag(&prefixed(&user)), "acme/ann");
+        let other = FailureKey::Username("acme/bob".to_owned()).shared().key;
+        assert_eq!(hash_tag(&prefixed(&other)), "acme/bob");
+    }
 
     #[tokio::test]
     async fn the_address_bucket_holds_auth_rate_requests() {

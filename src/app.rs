@@ -4,7 +4,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath, OriginalUri, Request},
-    http::{header, HeaderValue, Method},
+    http::{header, HeaderName, HeaderValue, Method},
     response::IntoResponse,
     Router,
 };
@@ -298,7 +298,14 @@ fn cors(config: &Config) -> CorsLayer {
             Method::PATCH,
             Method::DELETE,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // X-Request-Id both ways, so a browser client on another origin may send its own and
+        // read the one it was given (`request_id`).
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(REQUEST_ID),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID)])
         .max_age(Duration::from_secs(3600));
     match &config.cors_origins {
         None => layer.allow_origin(Any),

@@ -55,22 +55,7 @@ impl Login {
 
 impl Drop for Login {
     fn drop(&mut self) {
-        let name = std::mem::take(&mut self.0);
-        let server = common::postgres_server_url();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
-                    let _ = sqlx::query(&format!("drop role if exists {name}"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        common::on_server(format!("drop role if exists {}", self.0));
     }
 }
 

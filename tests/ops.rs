@@ -66,13 +66,34 @@ async fn cors_allows_any_origin_by_default() {
         .header("access-control-request-method", "POST")
         .header(
             "access-control-request-headers",
-            "content-type,authorization",
+            "content-type,authorization,x-request-id",
         )
         .send()
         .await
         .unwrap();
     assert!(res.status().is_success());
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let allowed = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-request-id"), "{allowed}");
+    // And a cross-origin script may read the id a response carries.
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://chat.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("x-request-id"));
+    assert_eq!(
+        res.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase(),
+        "x-request-id"
+    );
 }
 
 #[tokio::test]

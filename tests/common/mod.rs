@@ -104,9 +104,14 @@ impl Drop for TestApp {
     }
 }
 
-/// Drops a test database, from a thread with its own runtime (so it works in `Drop`, inside or
-/// outside an async test).
+/// Drops a test database (see `on_server`).
 pub fn drop_database(name: String) {
+    on_server(format!("drop database if exists {name} with (force)"));
+}
+
+/// Runs one best-effort statement on the Postgres server's `postgres` database, from a thread
+/// with its own runtime (so it works in `Drop`, inside or outside an async test).
+pub fn on_server(statement: String) {
     let server = postgres_server_url();
     let _ = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -115,9 +120,7 @@ pub fn drop_database(name: String) {
             .unwrap();
         rt.block_on(async {
             if let Ok(mut conn) = PgConnection::connect(&format!("{server}/postgres")).await {
-                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                    .execute(&mut conn)
-                    .await;
+                let _ = sqlx::query(&statement).execute(&mut conn).await;
             }
         });
     })

@@ -108,7 +108,7 @@ EOF
 
 status=0
 (cd "$WORK" && st run "$BASE/openapi.json" \
-  --max-time "$SECONDS_BUDGET" --workers 2 --seed 1 \
+  --max-time "$SECONDS_BUDGET" --workers 1 --seed 1 \
   --exclude-checks positive_data_acceptance,unsupported_method,ensure_resource_availability \
   --exclude-operation-id logout \
   --warnings off) || status=$?

@@ -1,12 +1,21 @@
-//! Several nodes as one, over Redis.
+//! Several nodes as one, over Redis (one server, or a Redis Cluster: see `engine`).
 //!
-//! Each node keeps its own sockets (socketioxide's in-memory adapter) and tells the others, on
-//! one Redis pub/sub channel, every operation that concerns sockets wherever they are: "emit
-//! this to these rooms", "disconnect these rooms", "take these sockets out of that room". Every
-//! node applies what it hears to its own sockets. Questions that need every node's answer (how
-//! many sockets does this user have in this room or anywhere, who is online) go out on the same
-//! channel, and each node answers on the asker's own reply channel, naming itself.
+//! Each node keeps its own sockets (socketioxide's in-memory adapter) and tells the others what
+//! concerns sockets wherever they are: "emit this to these rooms", "disconnect these sessions",
+//! "take this user's sockets out of that room". Every node applies what it hears to its own
+//! sockets.
 //!
+//! The bus is routed: each Socket.IO room (a chat room, a user, a session) has a channel of its
+//! own, `<prefix>:c:<room>`, and a node listens to a room's channel only while it has sockets
+//! in that room (`interest`). An operation is published on the channel of each room it names,
+//! so it reaches only the nodes that have something to do with it; a node that hears it on
+//! several of them (a direct message to the room and to its recipient's user room) applies it
+//! once. A channel is taken before a socket joins its room and confirmed by Redis before the
+//! join reads history, so nothing committed after the read can be missed.
+//!
+//! Questions that need every node's answer (how many sockets does this user have in this room
+//! or anywhere, who is online) are few (a connection, a join, a leave) and go on one shared
+//! channel, `<prefix>:bus`; each node answers on the asker's own reply channel, naming itself.
 //! Who "every node" is comes from a registry, not from counting the bus's subscribers (anyone
 //! may subscribe to the bus, e.g. an operator's `redis-cli`, and would then be waited for on
 //! every question). Each node, while it hears the bus, keeps itself in the sorted set
@@ -17,28 +26,36 @@
 //! meanwhile wait the full timeout for it, counted in `huddle_cluster_query_timeouts_total`.
 //!
 //! Why not socketioxide's Redis adapter: after a Redis outage it never resubscribes, so nodes
-//! stay deaf to each other until restarted. Here the subscriber reconnects with backoff, and an
-//! operation that cannot be published is still applied to this node's sockets, so a node keeps
-//! serving its own clients while Redis is away, and cross-node delivery resumes by itself when
-//! it returns. Messages are in Postgres before anything is published, so an outage loses no
-//! message: clients on other nodes catch up with `joinRoom {since}` (or `history {after}`).
+//! stay deaf to each other until restarted. Here a supervisor owns the subscription connection:
+//! when it is lost (or, on a Redis Cluster, when probes show it deaf to a shard) it makes a new
+//! one and subscribes every held channel again; and an operation that cannot be published is
+//! still applied to this node's sockets, so a node keeps serving its own clients while Redis is
+//! away, and cross-node delivery resumes by itself when it returns. Messages are in Postgres
+//! before anything is published, so an outage loses no message: clients on other nodes catch
+//! up with `joinRoom {since}` (or `history {after}`), and re-validation (`realtime::revalidate`,
+//! woken on each resubscription) closes any eviction that was not heard.
+
+mod engine;
+mod interest;
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use dashmap::DashMap;
-use futures::StreamExt;
-use redis::{aio::ConnectionManager, AsyncCommands};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+pub use engine::RedisConn;
+use engine::{Engine, Incoming, COMMAND_TIMEOUT};
+use interest::Interest;
 
 use crate::store::rooms::RoomRef;
 
@@ -85,6 +102,10 @@ pub enum Query {
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     from: Uuid,
+    /// Set when the envelope goes out on several channels: a node that hears it on more than
+    /// one applies it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    once: Option<Uuid>,
     #[serde(flatten)]
     op: Op,
 }
@@ -101,18 +122,31 @@ struct Reply {
 pub trait Apply: Send + Sync + 'static {
     fn apply(&self, op: Op) -> futures::future::BoxFuture<'_, ()>;
     fn answer(&self, query: Query) -> Value;
+    /// The Socket.IO rooms this node has sockets in whose channels it must hear; `None` when
+    /// that cannot be told now (nothing is let go then).
+    fn rooms_in_use(&self) -> futures::future::BoxFuture<'_, Option<HashSet<String>>>;
 }
 
 /// This node's link to the others.
 pub struct Cluster {
     node: Uuid,
+    /// Prefix of the routed channels (`<prefix>:c:<Socket.IO room>`).
+    routed_prefix: String,
+    /// The questions' shared channel, this node's reply channel, and the prefix of the others'.
     bus: String,
     reply_prefix: String,
+    replies: String,
     /// The registry's sorted set, and the channel a node (re)joining announces itself on.
     nodes_key: String,
     joined: String,
-    redis: ConnectionManager,
+    /// On a Redis Cluster: channels of this node's own, one in each sixteenth of the slot
+    /// space, which it publishes to each second and must hear (see `Probes`).
+    probes: Vec<String>,
+    engine: Engine,
+    interest: Interest,
     waiting: DashMap<Uuid, mpsc::UnboundedSender<(Uuid, Value)>>,
+    /// Multi-channel envelopes already applied (see `Envelope::once`).
+    recent: Mutex<Recent>,
     /// The other live nodes, as last read from the registry: whom a question waits for.
     others: RwLock<HashSet<Uuid>>,
     /// Wakes the registry task before its next tick: this node (re)subscribed, or another node
@@ -129,21 +163,23 @@ pub struct Cluster {
     subscribed: AtomicBool,
     /// True while publishing works; used to log an outage once rather than per message.
     publishing: AtomicBool,
-    /// Envelopes waiting for the publisher task (see `publish`).
-    outbox: mpsc::Sender<String>,
+    /// (channel, envelope) pairs waiting for the publisher task (see `publish`).
+    outbox: mpsc::Sender<(String, Arc<str>)>,
     /// Envelopes not published because Redis was failing or the outbox was full.
     unpublished: AtomicU64,
     /// Envelopes this node published, and envelopes it read off the bus (its own included):
-    /// what the bus costs each node, the figure that routing by room is to shrink.
+    /// what the bus costs each node, the figure that routing by room shrinks.
     published_total: AtomicU64,
     received_total: AtomicU64,
+    /// Subscription connections made after the first.
+    reconnects: AtomicU64,
     /// Woken each time the subscriber (re)connects: whatever was published meanwhile was not
     /// heard, so the realtime layer re-checks its sockets (`realtime::revalidate`).
     pub resubscribed: tokio::sync::Notify,
     /// When Redis last failed a command (ms since `started`; 0: never). While this is recent,
     /// Redis work is skipped rather than waited on: an outage must not slow this node down.
     last_failure_ms: AtomicU64,
-    started: std::time::Instant,
+    started: Instant,
 }
 
 /// How long a question waits for the other nodes' answers.
@@ -153,34 +189,61 @@ const NODE_REFRESH: Duration = Duration::from_millis(2500);
 /// How long an entry lives unrenewed: a few refreshes, so one slow round trip drops no node,
 /// and a dead node is waited for this long at most.
 const NODE_TTL: Duration = Duration::from_secs(10);
-/// Redis commands give up after this, so an outage costs a request this much at most.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// Envelopes that may wait for the publisher; past this they are dropped (and counted) rather
 /// than held or waited for: the message path must never wait on Redis.
 const OUTBOX: usize = 16 * 1024;
 /// Most envelopes published in one round trip (a pipeline of PUBLISH commands).
 const PUBLISH_BATCH: usize = 256;
+/// How long a join or a handshake waits for its channels to be confirmed before going on
+/// without (the socket then hears its room once the subscription lands, or after the next
+/// reconnection).
+const HOLD_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often unused channels are let go, and how long one stays after its last use.
+const RELEASE_EVERY: Duration = Duration::from_secs(10);
+const LINGER: Duration = Duration::from_secs(30);
+/// How long a multi-channel envelope's id is remembered: its copies arrive within
+/// milliseconds of each other.
+const RECENT: Duration = Duration::from_secs(10);
+/// Probes (Redis Cluster only): how many, how often, and after how many silent rounds the
+/// connection is made again.
+const PROBES: u16 = 16;
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_ROUNDS_MISSED: u64 = 2;
 
 impl Cluster {
     /// Connects lazily (a node starts even while Redis is away) and starts the subscriber.
-    pub fn start(url: &str, prefix: &str, local: Arc<dyn Apply>) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let redis = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    /// `redis`: one server's URL, or the seeds of a Redis Cluster.
+    pub fn start(
+        redis: &crate::config::RedisEngine,
+        prefix: &str,
+        local: Arc<dyn Apply>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let engine = match redis {
+            crate::config::RedisEngine::Single(url) => Engine::single(url)?,
+            crate::config::RedisEngine::Cluster(seeds) => {
+                Engine::cluster(seeds.iter().map(|s| s.to_string()).collect())?
+            }
+        };
         let node = Uuid::new_v4();
+        let probes = if engine.is_cluster() {
+            probe_channels(prefix, node)
+        } else {
+            Vec::new()
+        };
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let cluster = Arc::new(Cluster {
             node,
+            routed_prefix: format!("{prefix}:c:"),
             bus: format!("{prefix}:bus"),
             reply_prefix: format!("{prefix}:reply:"),
+            replies: format!("{prefix}:reply:{node}"),
             nodes_key: format!("{prefix}:nodes"),
             joined: format!("{prefix}:joined"),
-            redis,
+            probes,
+            engine,
+            interest: Interest::new(),
             waiting: DashMap::new(),
+            recent: Mutex::new(Recent::default()),
             others: RwLock::new(HashSet::new()),
             refresh: Arc::new(tokio::sync::Notify::new()),
             announce: AtomicBool::new(false),
@@ -192,20 +255,28 @@ impl Cluster {
             unpublished: AtomicU64::new(0),
             published_total: AtomicU64::new(0),
             received_total: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             resubscribed: tokio::sync::Notify::new(),
             last_failure_ms: AtomicU64::new(0),
-            started: std::time::Instant::now(),
+            started: Instant::now(),
         });
-        tokio::spawn(subscribe(client, Arc::downgrade(&cluster), local));
+        tokio::spawn(supervise(Arc::downgrade(&cluster), local.clone()));
         tokio::spawn(publisher(Arc::downgrade(&cluster), outgoing));
         tokio::spawn(registry(Arc::downgrade(&cluster), cluster.refresh.clone()));
-        tracing::info!(node.id = %node, prefix, "cluster mode: nodes meet over Redis");
+        tokio::spawn(release(Arc::downgrade(&cluster), local));
+        let engine = if cluster.engine.is_cluster() {
+            "Redis Cluster"
+        } else {
+            "Redis"
+        };
+        tracing::info!(node.id = %node, prefix, engine, "cluster mode: nodes meet over Redis");
         Ok(cluster)
     }
 
-    /// The command connection, for other uses of the same Redis (rate limits).
-    pub fn redis(&self) -> ConnectionManager {
-        self.redis.clone()
+    /// The command connection, for other uses of the same Redis (rate limits); `None` while
+    /// there is none (a Redis Cluster not reached yet).
+    pub fn redis(&self) -> Option<RedisConn> {
+        self.engine.commands()
     }
 
     /// Whether Redis work should be tried now: yes unless a command failed less than a second
@@ -229,18 +300,55 @@ impl Cluster {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Whether Redis answers a PING now.
+    /// Whether Redis answers a PING now (on a cluster, the node the command is routed to).
     pub async fn ping(&self) -> bool {
-        let mut redis = self.redis.clone();
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut redis);
-        let up = matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping).await, Ok(Ok(_)));
+        let up = match self.engine.commands() {
+            Some(mut redis) => {
+                let cmd = redis::cmd("PING");
+                let ping = cmd.query_async::<String>(&mut redis);
+                matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping).await, Ok(Ok(_)))
+            }
+            None => false,
+        };
         if up {
             self.redis_ok();
         } else {
             self.redis_failed();
         }
-        up
+        up && self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// The routed channel of a Socket.IO room.
+    fn channel_of(&self, room: &str) -> String {
+        format!("{}{room}", self.routed_prefix)
+    }
+
+    /// Makes sure this node hears the channels of these Socket.IO rooms before a socket joins
+    /// them: returns once Redis confirmed each subscription, or after `HOLD_TIMEOUT` (the
+    /// channels stay wanted, and are subscribed as soon as Redis allows).
+    pub async fn hold(&self, rooms: &[String]) {
+        let holds = rooms.iter().map(|room| {
+            let channel = self.channel_of(room);
+            async move {
+                if let Err(err) = self.interest.hold(&channel).await {
+                    tracing::debug!(error = %err, channel, "could not subscribe yet");
+                }
+            }
+        });
+        let all = futures::future::join_all(holds);
+        if tokio::time::timeout(HOLD_TIMEOUT, all).await.is_err() {
+            tracing::debug!("subscribing to a room's channel timed out");
+        }
+    }
+
+    /// How many routed channels this node holds.
+    pub fn channels_held(&self) -> usize {
+        self.interest.len()
+    }
+
+    /// Subscription connections made after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// Tells the other nodes, without waiting for Redis: the envelope is queued for the
@@ -250,15 +358,43 @@ impl Cluster {
     /// other nodes catch up with `since` (and sockets are re-checked, see `revalidate`). So an
     /// unresponsive Redis can slow no commit and no acknowledgement.
     pub async fn publish(&self, op: Op) {
+        let channels: Vec<String> = match &op {
+            Op::Emit { channels, .. } | Op::Deliver { channels, .. } => {
+                let mut routed: Vec<String> = Vec::with_capacity(channels.len());
+                for channel in channels.iter().map(|c| self.channel_of(c)) {
+                    if !routed.contains(&channel) {
+                        routed.push(channel);
+                    }
+                }
+                routed
+            }
+            // Each channel's sockets are disconnected on their own: one envelope each.
+            Op::Disconnect { channels } if channels.len() > 1 => {
+                for channel in channels {
+                    Box::pin(self.publish(Op::Disconnect {
+                        channels: vec![channel.clone()],
+                    }))
+                    .await;
+                }
+                return;
+            }
+            Op::Disconnect { channels } => channels.iter().map(|c| self.channel_of(c)).collect(),
+            Op::Evict { channel, .. } => vec![self.channel_of(channel)],
+            Op::Query { .. } => vec![self.bus.clone()],
+        };
         let envelope = Envelope {
             from: self.node,
+            once: (channels.len() > 1).then(Uuid::new_v4),
             op,
         };
         let Ok(payload) = serde_json::to_string(&envelope) else {
             return;
         };
-        if !self.redis_usable() || self.outbox.try_send(payload).is_err() {
-            self.unpublished.fetch_add(1, Ordering::Relaxed);
+        let payload: Arc<str> = payload.into();
+        for channel in channels {
+            if !self.redis_usable() || self.outbox.try_send((channel, payload.clone())).is_err() {
+                self.unpublished.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -361,13 +497,17 @@ impl Cluster {
         self.query_timeouts.load(Ordering::Relaxed)
     }
 
+    fn commands(&self) -> redis::RedisResult<RedisConn> {
+        self.engine.commands().ok_or_else(not_connected)
+    }
+
     /// Renews this node's registry entry, or takes it out while this node does not hear the bus
     /// (a node that cannot hear questions must not be waited for); drops expired entries, and
     /// caches the other nodes.
     async fn refresh_registry(&self, announce: bool) -> redis::RedisResult<()> {
         let register =
             self.subscribed.load(Ordering::Acquire) && !self.leaving.load(Ordering::Acquire);
-        let mut redis = self.redis.clone();
+        let mut redis = self.commands()?;
         let members: Vec<String> = REGISTRY_SCRIPT
             .key(&self.nodes_key)
             .arg(self.node.to_string())
@@ -382,8 +522,9 @@ impl Cluster {
             .collect();
         self.set_other_nodes(others);
         if register && announce {
-            redis
-                .publish::<_, _, i64>(&self.joined, self.node.to_string())
+            self.engine
+                .publish(&self.joined, &self.node.to_string())
+                .query_async::<i64>(&mut redis)
                 .await?;
         }
         Ok(())
@@ -400,11 +541,16 @@ impl Cluster {
 
     /// Takes this node out of the registry, so that no one waits for it any more.
     async fn leave_registry(&self) {
-        let mut redis = self.redis.clone();
-        // Bounded by the connection's response timeout (`COMMAND_TIMEOUT`).
-        let removed = redis.zrem::<_, _, i64>(&self.nodes_key, self.node.to_string());
-        if let Err(err) = removed.await {
-            tracing::debug!(error = %err, "could not leave the node registry");
+        let Some(mut redis) = self.engine.commands() else {
+            return;
+        };
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(&self.nodes_key).arg(self.node.to_string());
+        let removed = zrem.query_async::<i64>(&mut redis);
+        match tokio::time::timeout(COMMAND_TIMEOUT, removed).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::debug!(error = %err, "could not leave the node registry"),
+            Err(_) => tracing::debug!("leaving the node registry timed out"),
         }
     }
 
@@ -417,12 +563,121 @@ impl Cluster {
         let Ok(payload) = serde_json::to_string(&reply) else {
             return;
         };
-        let mut redis = self.redis.clone();
+        let Some(mut redis) = self.engine.commands() else {
+            return;
+        };
         let channel = format!("{}{to}", self.reply_prefix);
-        if let Err(err) = redis.publish::<_, _, i64>(channel, payload).await {
+        let sent = self
+            .engine
+            .publish(&channel, &payload)
+            .query_async::<i64>(&mut redis)
+            .await;
+        if let Err(err) = sent {
             tracing::debug!(error = %err, "could not answer another node");
         }
     }
+
+    /// Handles one message heard on the subscription connection.
+    async fn heard(self: &Arc<Self>, channel: String, payload: String, local: &Arc<dyn Apply>) {
+        if channel == self.replies {
+            if let Ok(reply) = serde_json::from_str::<Reply>(&payload) {
+                if let Some(waiting) = self.waiting.get(&reply.id) {
+                    let _ = waiting.send((reply.node, reply.answer));
+                }
+            }
+            return;
+        }
+        if channel == self.joined {
+            if payload != self.node.to_string() {
+                self.refresh.notify_one();
+            }
+            return;
+        }
+        self.received_total.fetch_add(1, Ordering::Relaxed);
+        let envelope = match serde_json::from_str::<Envelope>(&payload) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::warn!(error = %err, channel, "unreadable message on the cluster bus");
+                return;
+            }
+        };
+        if envelope.from == self.node {
+            return;
+        }
+        if let Some(id) = envelope.once {
+            let fresh = match self.recent.lock() {
+                Ok(mut recent) => recent.first_time(id),
+                Err(poisoned) => poisoned.into_inner().first_time(id),
+            };
+            if !fresh {
+                return;
+            }
+        }
+        match envelope.op {
+            Op::Query {
+                id,
+                reply_to,
+                query,
+            } => {
+                // Off the reading loop: a slow answer (a big room) must not hold up the bus
+                // for every other message.
+                let (this, local) = (self.clone(), local.clone());
+                tokio::spawn(async move {
+                    let answer = local.answer(query);
+                    this.reply(reply_to, id, answer).await;
+                });
+            }
+            op => local.apply(op).await,
+        }
+    }
+}
+
+fn not_connected() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "no connection to the Redis Cluster yet",
+    ))
+}
+
+/// The ids of multi-channel envelopes applied in the last `RECENT`.
+#[derive(Default)]
+struct Recent {
+    ids: HashSet<Uuid>,
+    order: VecDeque<(Instant, Uuid)>,
+}
+
+impl Recent {
+    /// True the first time `id` is seen.
+    fn first_time(&mut self, id: Uuid) -> bool {
+        let now = Instant::now();
+        while let Some((at, old)) = self.order.front() {
+            if now.duration_since(*at) < RECENT {
+                break;
+            }
+            self.ids.remove(old);
+            self.order.pop_front();
+        }
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back((now, id));
+        true
+    }
+}
+
+/// This node's probe channels: one per sixteenth of the slot space, so that every shard of any
+/// cluster (each owns at least one range of slots) carries some, and a shard this node has
+/// gone deaf to is noticed.
+fn probe_channels(prefix: &str, node: Uuid) -> Vec<String> {
+    let span = 16384 / PROBES;
+    (0..PROBES)
+        .map(|range| {
+            (0u32..)
+                .map(|i| format!("{prefix}:probe:{{{node}:{i}}}"))
+                .find(|name| engine::slot(name) / span == range)
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The registry round trip, atomic on Redis's clock. KEYS[1]: the sorted set; ARGV[1]: this
@@ -460,37 +715,51 @@ async fn registry(cluster: std::sync::Weak<Cluster>, refresh: Arc<tokio::sync::N
             return;
         }
         let announce = c.announce.swap(false, Ordering::AcqRel);
-        if let Err(err) = c.refresh_registry(announce).await {
+        let refreshed = tokio::time::timeout(COMMAND_TIMEOUT * 2, c.refresh_registry(announce));
+        let failed = match refreshed.await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(err) = failed {
             tracing::debug!(error = %err, "could not refresh the node registry");
             if announce {
                 c.announce.store(true, Ordering::Release);
             }
-            if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() {
-                c.redis_failed();
-            }
+            c.redis_failed();
         }
     }
 }
 
-/// Sends queued envelopes to the bus in order, up to `PUBLISH_BATCH` per round trip, for as
-/// long as the cluster exists. A failed round trip loses its envelopes (see `publish`).
-async fn publisher(cluster: std::sync::Weak<Cluster>, mut outgoing: mpsc::Receiver<String>) {
+/// Sends queued envelopes to their channels in order, up to `PUBLISH_BATCH` per round trip, for
+/// as long as the cluster exists. A failed round trip loses its envelopes (see `publish`).
+async fn publisher(
+    cluster: std::sync::Weak<Cluster>,
+    mut outgoing: mpsc::Receiver<(String, Arc<str>)>,
+) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while outgoing.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let Some(c) = cluster.upgrade() else { return };
-        if !c.redis_usable() {
-            c.unpublished
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let sent = batch.len() as u64;
+        let redis = c.engine.commands().filter(|_| c.redis_usable());
+        let Some(mut redis) = redis else {
+            c.unpublished.fetch_add(sent, Ordering::Relaxed);
             batch.clear();
             continue;
-        }
+        };
         let mut pipe = redis::pipe();
-        let sent = batch.len() as u64;
-        for payload in batch.drain(..) {
-            pipe.publish(&c.bus, payload).ignore();
+        for (channel, payload) in batch.drain(..) {
+            pipe.add_command(c.engine.publish(&channel, &payload))
+                .ignore();
         }
-        let mut redis = c.redis.clone();
-        let result = pipe.query_async::<()>(&mut redis).await;
+        let result =
+            match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut redis)).await {
+                Ok(result) => result,
+                Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "publishing timed out",
+                ))),
+            };
         if result.is_err() {
             c.unpublished.fetch_add(sent, Ordering::Relaxed);
         } else {
@@ -500,91 +769,199 @@ async fn publisher(cluster: std::sync::Weak<Cluster>, mut outgoing: mpsc::Receiv
     }
 }
 
-/// Listens to the bus and this node's reply channel, reconnecting with backoff (100 ms doubling
-/// to 2 s) for as long as the cluster exists.
-async fn subscribe(
-    client: redis::Client,
-    cluster: std::sync::Weak<Cluster>,
-    local: Arc<dyn Apply>,
-) {
+/// Lets go, every `RELEASE_EVERY`, of the channels of rooms this node no longer has sockets in
+/// (after `LINGER`), for as long as the cluster exists.
+async fn release(cluster: std::sync::Weak<Cluster>, local: Arc<dyn Apply>) {
+    let first = tokio::time::Instant::now() + RELEASE_EVERY;
+    let mut tick = tokio::time::interval_at(first, RELEASE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(c) = cluster.upgrade() else { return };
+        let Some(rooms) = local.rooms_in_use().await else {
+            continue;
+        };
+        let in_use: HashSet<String> = rooms.iter().map(|room| c.channel_of(room)).collect();
+        let released = c.interest.release_unused(&in_use, LINGER).await;
+        if released > 0 {
+            tracing::debug!(
+                released,
+                held = c.interest.len(),
+                "let go of unused channels"
+            );
+        }
+    }
+}
+
+/// Owns the subscription connection for as long as the cluster exists: makes it (retrying with
+/// backoff, 100 ms doubling to 2 s), subscribes the fixed channels and every held one, then
+/// hands what arrives to `Cluster::heard` until the connection is lost or, on a Redis Cluster,
+/// the probes find it deaf; then starts over with a fresh one.
+async fn supervise(cluster: std::sync::Weak<Cluster>, local: Arc<dyn Apply>) {
     let mut backoff = Duration::from_millis(100);
+    let mut generation = 0u64;
     loop {
         let Some(c) = cluster.upgrade() else { return };
-        let (bus, replies) = (c.bus.clone(), format!("{}{}", c.reply_prefix, c.node));
-        let joined = c.joined.clone();
-        drop(c);
+        generation += 1;
         let connected = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&bus).await?;
-            pubsub.subscribe(&replies).await?;
-            pubsub.subscribe(&joined).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            let (mut subscriber, incoming) = c.engine.connect_subscriber().await?;
+            for channel in [&c.bus, &c.replies, &c.joined].into_iter().chain(&c.probes) {
+                subscriber.subscribe(channel).await?;
+            }
+            c.interest.connected(generation, subscriber);
+            let held = c.interest.resubscribe_all(generation).await?;
+            Ok::<_, redis::RedisError>((incoming, held))
         };
-        match tokio::time::timeout(Duration::from_secs(2), connected).await {
-            Ok(Ok(pubsub)) => {
+        // Generous: every held channel is subscribed again, 64 at a time.
+        let limit = Duration::from_secs(5) + Duration::from_millis(c.interest.len() as u64 / 10);
+        match tokio::time::timeout(limit, connected).await {
+            Ok(Ok((incoming, held))) => {
                 backoff = Duration::from_millis(100);
-                if let Some(c) = cluster.upgrade() {
-                    c.subscribed.store(true, Ordering::Release);
-                    c.announce.store(true, Ordering::Release);
-                    c.refresh.notify_one();
-                    c.resubscribed.notify_waiters();
+                c.subscribed.store(true, Ordering::Release);
+                c.announce.store(true, Ordering::Release);
+                c.refresh.notify_one();
+                c.resubscribed.notify_waiters();
+                if generation > 1 {
+                    c.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::info!("subscribed to the cluster bus");
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Some(c) = cluster.upgrade() else { return };
-                    let Ok(payload) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    if msg.get_channel_name() == bus {
-                        c.received_total.fetch_add(1, Ordering::Relaxed);
-                        match serde_json::from_str::<Envelope>(&payload) {
-                            Ok(envelope) if envelope.from == c.node => {}
-                            Ok(Envelope {
-                                op:
-                                    Op::Query {
-                                        id,
-                                        reply_to,
-                                        query,
-                                    },
-                                ..
-                            }) => {
-                                // Off the reading loop: a slow answer (a big room) must not
-                                // hold up the bus for every other message.
-                                let local = local.clone();
-                                tokio::spawn(async move {
-                                    let answer = local.answer(query);
-                                    c.reply(reply_to, id, answer).await;
-                                });
-                            }
-                            Ok(envelope) => local.apply(envelope.op).await,
-                            Err(err) => {
-                                tracing::warn!(error = %err, "unreadable message on the cluster bus")
-                            }
-                        }
-                    } else if msg.get_channel_name() == joined {
-                        if payload != c.node.to_string() {
-                            c.refresh.notify_one();
-                        }
-                    } else if let Ok(reply) = serde_json::from_str::<Reply>(&payload) {
-                        if let Some(waiting) = c.waiting.get(&reply.id) {
-                            let _ = waiting.send((reply.node, reply.answer));
-                        }
-                    }
-                }
-                if let Some(c) = cluster.upgrade() {
-                    c.subscribed.store(false, Ordering::Release);
-                    // Deaf now: out of the registry, so that no one waits for this node.
-                    c.refresh.notify_one();
-                }
-                tracing::warn!("lost the cluster bus (Redis went away); reconnecting");
+                tracing::info!(channels = held, "subscribed to the cluster bus");
+                drop(c);
+                let why = listen(&cluster, incoming, &local).await;
+                let Some(c) = cluster.upgrade() else { return };
+                c.subscribed.store(false, Ordering::Release);
+                c.interest.disconnected();
+                // Deaf now: out of the registry, so that no one waits for this node.
+                c.refresh.notify_one();
+                tracing::warn!(why, "lost the cluster bus; connecting again");
+                continue;
             }
             Ok(Err(err)) => {
+                c.interest.disconnected();
                 tracing::debug!(error = %err, "cannot subscribe to the cluster bus yet")
             }
-            Err(_) => tracing::debug!("subscribing to the cluster bus timed out"),
+            Err(_) => {
+                c.interest.disconnected();
+                tracing::debug!("subscribing to the cluster bus timed out")
+            }
         }
+        drop(c);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Reads one subscription connection until it is lost or found deaf; says why it stopped.
+async fn listen(
+    cluster: &std::sync::Weak<Cluster>,
+    mut incoming: mpsc::UnboundedReceiver<Incoming>,
+    local: &Arc<dyn Apply>,
+) -> &'static str {
+    let probing = cluster.upgrade().is_some_and(|c| !c.probes.is_empty());
+    let mut probes = Probes::new(cluster.upgrade().map_or(0, |c| c.probes.len()));
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            heard = incoming.recv() => {
+                let Some(Incoming::Message { channel, payload }) = heard else {
+                    return "the connection closed";
+                };
+                let Some(c) = cluster.upgrade() else { return "shutting down" };
+                if let Some(k) = c.probes.iter().position(|p| *p == channel) {
+                    probes.heard(k, &payload);
+                    continue;
+                }
+                c.heard(channel, payload, local).await;
+            }
+            _ = tick.tick(), if probing => {
+                let Some(c) = cluster.upgrade() else { return "shutting down" };
+                if !probes.round(&c).await {
+                    return "probes went unheard";
+                }
+            }
+        }
+    }
+}
+
+/// Liveness of a Redis Cluster subscription: each `PROBE_EVERY` the node publishes the round's
+/// number on each of its probe channels, and must have heard each of them recently, with a
+/// subscriber counted by the shard. Some rounds in a row without (`PROBE_ROUNDS_MISSED`) and
+/// the connection is made again.
+struct Probes {
+    round: u64,
+    last_heard: Vec<u64>,
+    failed_rounds: u64,
+}
+
+impl Probes {
+    fn new(count: usize) -> Probes {
+        Probes {
+            round: 0,
+            last_heard: vec![0; count],
+            failed_rounds: 0,
+        }
+    }
+
+    fn heard(&mut self, k: usize, payload: &str) {
+        if let (Some(last), Ok(round)) = (self.last_heard.get_mut(k), payload.parse::<u64>()) {
+            *last = (*last).max(round);
+        }
+    }
+
+    /// One round; false when the connection is to be made again.
+    async fn round(&mut self, c: &Cluster) -> bool {
+        let heard_all = self
+            .last_heard
+            .iter()
+            .all(|last| *last + PROBE_ROUNDS_MISSED > self.round);
+        self.round += 1;
+        let counted = match c.engine.commands() {
+            Some(mut redis) => {
+                let mut pipe = redis::pipe();
+                for channel in &c.probes {
+                    pipe.add_command(c.engine.publish(channel, &self.round.to_string()));
+                }
+                let sent =
+                    tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut redis));
+                matches!(sent.await, Ok(Ok(counts)) if counts.iter().all(|n| *n > 0))
+            }
+            None => false,
+        };
+        if heard_all && counted {
+            self.failed_rounds = 0;
+            return true;
+        }
+        self.failed_rounds += 1;
+        tracing::debug!(
+            round = self.round,
+            heard_all,
+            counted,
+            "a probe round failed"
+        );
+        self.failed_rounds < PROBE_ROUNDS_MISSED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_channels_cover_every_sixteenth_of_the_slots() {
+        let node = Uuid::new_v4();
+        let probes = probe_channels("huddle:x", node);
+        assert_eq!(probes.len(), 16);
+        let mut ranges: Vec<u16> = probes.iter().map(|p| engine::slot(p) / 1024).collect();
+        ranges.sort_unstable();
+        assert_eq!(ranges, (0..16).collect::<Vec<u16>>());
+    }
+
+    #[test]
+    fn a_multi_channel_envelope_applies_once() {
+        let mut recent = Recent::default();
+        let id = Uuid::new_v4();
+        assert!(recent.first_time(id));
+        assert!(!recent.first_time(id));
+        assert!(recent.first_time(Uuid::new_v4()));
     }
 }

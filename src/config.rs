@@ -56,6 +56,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The Redis the nodes meet on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisEngine {
+    /// One server (`REDIS_URL`).
+    Single(SecretUrl),
+    /// A Redis Cluster, found through any of these seed nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<SecretUrl>),
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub host: IpAddr,
@@ -82,8 +91,9 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// The wait before a failed webhook delivery's first retry; it doubles with each attempt.
     pub webhook_retry_base: Duration,
-    /// Set: several nodes share one Redis. Unset: one node.
-    pub redis_url: Option<SecretUrl>,
+    /// Set: several nodes meet over Redis (`REDIS_URL`) or a Redis Cluster
+    /// (`REDIS_CLUSTER_URLS`). Unset: one node.
+    pub redis: Option<RedisEngine>,
     /// Prefix of this cluster's Redis channels and keys (default `huddle:<database name>`), so
     /// that clusters sharing a Redis stay apart.
     pub redis_prefix: String,
@@ -204,15 +214,38 @@ impl Config {
                 redact_url(&database_url)
             )));
         }
-        let redis_url = env.get("REDIS_URL").map(str::to_owned);
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(ConfigError(format!(
-                    "REDIS_URL must be a redis:// URL, got '{}'",
+        let redis_url = |name: &str, url: &str| {
+            if url.starts_with("redis://") || url.starts_with("rediss://") {
+                Ok(SecretUrl(url.to_owned()))
+            } else {
+                Err(ConfigError(format!(
+                    "{name} must be a redis:// URL, got '{}'",
                     redact_url(url)
-                )));
+                )))
             }
-        }
+        };
+        let redis = match (env.get("REDIS_URL"), env.get("REDIS_CLUSTER_URLS")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "set REDIS_URL (one Redis) or REDIS_CLUSTER_URLS (a Redis Cluster's seed nodes), not both".into(),
+                ))
+            }
+            (Some(url), None) => Some(RedisEngine::Single(redis_url("REDIS_URL", url)?)),
+            (None, Some(_)) => {
+                let seeds = env.list("REDIS_CLUSTER_URLS", "");
+                if seeds.is_empty() {
+                    return Err(ConfigError(
+                        "REDIS_CLUSTER_URLS must list at least one redis:// URL".into(),
+                    ));
+                }
+                let seeds = seeds
+                    .iter()
+                    .map(|url| redis_url("REDIS_CLUSTER_URLS", url))
+                    .collect::<Result<_, _>>()?;
+                Some(RedisEngine::Cluster(seeds))
+            }
+            (None, None) => None,
+        };
         let redis_prefix = match env.get("REDIS_PREFIX") {
             Some(prefix) => prefix.to_owned(),
             None => {
@@ -312,7 +345,7 @@ impl Config {
                 10,
                 600_000,
             )?)),
-            redis_url: redis_url.map(SecretUrl),
+            redis,
             redis_prefix,
             default_rooms,
             workspace_signup,
@@ -458,9 +491,33 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!((c.message_rate, c.message_burst, c.auth_rate), (10, 30, 30));
         assert!(c.cors_origins.is_none());
-        assert!(c.redis_url.is_none());
+        assert!(c.redis.is_none());
         assert_eq!(c.redis_prefix, "huddle:huddle");
         assert_eq!(c.workspace_signup, WorkspaceSignup::Closed);
+    }
+
+    #[test]
+    fn one_redis_or_a_redis_cluster_not_both() {
+        let one = Config::from_vars(&vars(&[("REDIS_URL", "redis://r:6379")])).unwrap();
+        assert!(matches!(one.redis, Some(RedisEngine::Single(u)) if &*u == "redis://r:6379"));
+        let seeds = "redis://a:7000, redis://b:7001,";
+        let cluster = Config::from_vars(&vars(&[("REDIS_CLUSTER_URLS", seeds)])).unwrap();
+        let Some(RedisEngine::Cluster(seeds)) = cluster.redis else {
+            panic!("a cluster");
+        };
+        assert_eq!(seeds.len(), 2);
+        assert_eq!(&*seeds[1], "redis://b:7001");
+        for bad in [
+            vec![
+                ("REDIS_URL", "redis://r"),
+                ("REDIS_CLUSTER_URLS", "redis://a"),
+            ],
+            vec![("REDIS_CLUSTER_URLS", "redis://a,http://b")],
+            vec![("REDIS_CLUSTER_URLS", " , ")],
+        ] {
+            let err = Config::from_vars(&vars(&bad)).unwrap_err();
+            assert!(err.to_string().contains("REDIS"), "{err}");
+        }
     }
 
     #[test]

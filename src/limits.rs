@@ -471,7 +471,11 @@ impl SharedBuckets {
                 .arg(cell.interval_ms)
                 .arg(cell.burst.max(1));
         }
-        let mut redis = self.cluster.redis();
+        let Some(mut redis) = self.cluster.redis() else {
+            // A Redis Cluster not reached yet.
+            self.cluster.redis_failed();
+            return None;
+        };
         match script.invoke_async::<u64>(&mut redis).await {
             Ok(0) => Some(Ok(())),
             Ok(ms) => Some(Err(Duration::from_millis(ms))),
@@ -494,7 +498,9 @@ impl SharedBuckets {
                 .key(format!("{}:{}", self.prefix, cell.key))
                 .arg(if *forget { -1.0 } else { cell.interval_ms });
         }
-        let mut redis = self.cluster.redis();
+        let Some(mut redis) = self.cluster.redis() else {
+            return;
+        };
         if let Err(err) = script.invoke_async::<u64>(&mut redis).await {
             self.failed(&err);
         }

@@ -16,7 +16,7 @@ pub mod payload;
 mod revalidate;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -104,9 +104,9 @@ impl Realtime {
             metrics,
             closed: Arc::new(AtomicBool::new(false)),
         };
-        let cluster = match &config.redis_url {
-            Some(url) => Some(Cluster::start(
-                url,
+        let cluster = match &config.redis {
+            Some(redis) => Some(Cluster::start(
+                redis,
                 &config.redis_prefix,
                 Arc::new(local.clone()),
             )?),
@@ -150,6 +150,14 @@ impl Realtime {
                 cluster.leave().await;
             }
             self.local.io.close().await;
+        }
+    }
+
+    /// Makes sure this node hears what other nodes send to these Socket.IO rooms before a
+    /// socket joins them (see `Cluster::hold`).
+    pub(crate) async fn hold(&self, rooms: &[String]) {
+        if let Some(cluster) = &self.cluster {
+            cluster.hold(rooms).await;
         }
     }
 
@@ -644,6 +652,23 @@ impl cluster::Apply for Local {
                 } => self.evict(&channel, &room, &removed),
                 Op::Query { .. } => {}
             }
+        })
+    }
+
+    fn rooms_in_use(&self) -> BoxFuture<'_, Option<HashSet<String>>> {
+        Box::pin(async move {
+            if !self.open() {
+                return None;
+            }
+            // `of`, not `rooms()` on the io: that panics before the namespace is registered.
+            let rooms = self.io.of("/")?.rooms().await.ok()?;
+            // A presence room (`ru:`) is only counted here, never sent to across nodes.
+            let routed = rooms
+                .into_iter()
+                .filter(|room| !room.starts_with("ru:"))
+                .map(|room| room.into_owned())
+                .collect();
+            Some(routed)
         })
     }
 

@@ -107,6 +107,16 @@ fn render_metrics(state: &AppState) -> String {
             "# HELP {name} Envelopes this node read off the bus, its own included.\n# TYPE {name} counter\n{name} {}\n",
             cluster.received_total()
         ));
+        let name = "huddle_bus_channels";
+        text.push_str(&format!(
+            "# HELP {name} Room, user and session channels this node listens to (it has sockets there).\n# TYPE {name} gauge\n{name} {}\n",
+            cluster.channels_held()
+        ));
+        let name = "huddle_bus_reconnects_total";
+        text.push_str(&format!(
+            "# HELP {name} Times this node's subscription connection was lost or found deaf and made again.\n# TYPE {name} counter\n{name} {}\n",
+            cluster.reconnects()
+        ));
         let name = "huddle_cluster_query_timeouts_total";
         text.push_str(&format!(
             "# HELP {name} Questions to the other nodes that gave up waiting for a registered node's answer.\n# TYPE {name} counter\n{name} {}\n",

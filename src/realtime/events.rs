@@ -192,6 +192,9 @@ async fn join(
         )));
     }
     if !already {
+        // Heard from every node before the history is read: nothing committed after the read
+        // can be missed.
+        ctx.state.realtime.hold(&channels[..1]).await;
         ctx.socket.join(channels.clone());
         ctx.conn.remember(room.clone());
     }

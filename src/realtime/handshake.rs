@@ -124,10 +124,10 @@ async fn admit(
     if !super::below_socket_cap(&state, user.id(), before).await {
         return Err(Refused::TooManyConnections);
     }
-    s.join(vec![
-        user_channel(user.id()),
-        session_channel(user.session_id),
-    ]);
+    let channels = vec![user_channel(user.id()), session_channel(user.session_id)];
+    // Heard from every node before the client is told it is connected.
+    state.realtime.hold(&channels).await;
+    s.join(channels);
     drop(in_flight);
     let conn = inbound::open(state.clone(), s.clone(), user);
     s.extensions.insert(conn);

@@ -130,6 +130,8 @@ pub trait Apply: Send + Sync + 'static {
 /// This node's link to the others.
 pub struct Cluster {
     node: Uuid,
+    /// How this node's envelopes begin (`from` is serialized first).
+    own_envelopes: String,
     /// Prefix of the routed channels (`<prefix>:c:<Socket.IO room>`).
     routed_prefix: String,
     /// The questions' shared channel, this node's reply channel, and the prefix of the others'.
@@ -171,6 +173,8 @@ pub struct Cluster {
     /// what the bus costs each node, the figure that routing by room shrinks.
     published_total: AtomicU64,
     received_total: AtomicU64,
+    /// Envelopes not published because no other node listened to their channel.
+    unheard_total: AtomicU64,
     /// Subscription connections made after the first.
     reconnects: AtomicU64,
     /// Woken each time the subscriber (re)connects: whatever was published meanwhile was not
@@ -233,6 +237,7 @@ impl Cluster {
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let cluster = Arc::new(Cluster {
             node,
+            own_envelopes: format!("{{\"from\":\"{node}\""),
             routed_prefix: format!("{prefix}:c:"),
             bus: format!("{prefix}:bus"),
             reply_prefix: format!("{prefix}:reply:"),
@@ -255,6 +260,7 @@ impl Cluster {
             unpublished: AtomicU64::new(0),
             published_total: AtomicU64::new(0),
             received_total: AtomicU64::new(0),
+            unheard_total: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             resubscribed: tokio::sync::Notify::new(),
             last_failure_ms: AtomicU64::new(0),
@@ -324,19 +330,24 @@ impl Cluster {
     }
 
     /// Makes sure this node hears the channels of these Socket.IO rooms before a socket joins
-    /// them: returns once Redis confirmed each subscription, or after `HOLD_TIMEOUT` (the
-    /// channels stay wanted, and are subscribed as soon as Redis allows).
-    pub async fn hold(&self, rooms: &[String]) {
-        let holds = rooms.iter().map(|room| {
-            let channel = self.channel_of(room);
-            async move {
-                if let Err(err) = self.interest.hold(&channel).await {
+    /// them: returns once Redis confirmed each subscription, or after `HOLD_TIMEOUT`, or at once
+    /// while Redis is failing (the subscriptions go on in the background either way, and a
+    /// channel that could not be subscribed is when the connection is made again).
+    pub async fn hold(self: &Arc<Self>, rooms: &[String]) {
+        let channels: Vec<String> = rooms.iter().map(|room| self.channel_of(room)).collect();
+        let this = self.clone();
+        let holding = tokio::spawn(async move {
+            let holds = channels.iter().map(|channel| this.interest.hold(channel));
+            for (result, channel) in futures::future::join_all(holds).await.iter().zip(&channels) {
+                if let Err(err) = result {
                     tracing::debug!(error = %err, channel, "could not subscribe yet");
                 }
             }
         });
-        let all = futures::future::join_all(holds);
-        if tokio::time::timeout(HOLD_TIMEOUT, all).await.is_err() {
+        if !self.redis_usable() || !self.subscribed.load(Ordering::Acquire) {
+            return;
+        }
+        if tokio::time::timeout(HOLD_TIMEOUT, holding).await.is_err() {
             tracing::debug!("subscribing to a room's channel timed out");
         }
     }
@@ -413,7 +424,12 @@ impl Cluster {
         self.received_total.load(Ordering::Relaxed)
     }
 
-    fn published(&self, result: &redis::RedisResult<()>) {
+    /// Envelopes not published because no other node listened to their channel.
+    pub fn unheard_total(&self) -> u64 {
+        self.unheard_total.load(Ordering::Relaxed)
+    }
+
+    fn published(&self, result: Result<(), &str>) {
         match result {
             Ok(()) => {
                 self.redis_ok();
@@ -424,7 +440,10 @@ impl Cluster {
             Err(err) => {
                 self.redis_failed();
                 if self.publishing.swap(false, Ordering::AcqRel) {
-                    tracing::warn!(error = %err, "Redis unavailable: other nodes will not hear this node until it returns");
+                    tracing::warn!(
+                        error = err,
+                        "Redis unavailable: other nodes will not hear this node until it returns"
+                    );
                 }
             }
         }
@@ -594,6 +613,11 @@ impl Cluster {
             return;
         }
         self.received_total.fetch_add(1, Ordering::Relaxed);
+        // This node's own envelope, back because it listens to the channel too: told apart
+        // without parsing what may be a whole message.
+        if payload.starts_with(&self.own_envelopes) {
+            return;
+        }
         let envelope = match serde_json::from_str::<Envelope>(&payload) {
             Ok(envelope) => envelope,
             Err(err) => {
@@ -714,6 +738,11 @@ async fn registry(cluster: std::sync::Weak<Cluster>, refresh: Arc<tokio::sync::N
         if c.leaving.load(Ordering::Acquire) {
             return;
         }
+        // A Redis Cluster not reached yet: the supervisor is on it, and wakes this task when it
+        // is; nothing failed that should make Redis work be skipped meanwhile.
+        if c.engine.commands().is_none() {
+            continue;
+        }
         let announce = c.announce.swap(false, Ordering::AcqRel);
         let refreshed = tokio::time::timeout(COMMAND_TIMEOUT * 2, c.refresh_registry(announce));
         let failed = match refreshed.await {
@@ -742,30 +771,42 @@ async fn publisher(
         let Some(c) = cluster.upgrade() else { return };
         let sent = batch.len() as u64;
         let redis = c.engine.commands().filter(|_| c.redis_usable());
-        let Some(mut redis) = redis else {
+        let Some(redis) = redis else {
             c.unpublished.fetch_add(sent, Ordering::Relaxed);
             batch.clear();
             continue;
         };
-        let mut pipe = redis::pipe();
-        for (channel, payload) in batch.drain(..) {
-            pipe.add_command(c.engine.publish(&channel, &payload))
-                .ignore();
-        }
-        let result =
-            match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut redis)).await {
-                Ok(result) => result,
-                Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "publishing timed out",
-                ))),
-            };
-        if result.is_err() {
-            c.unpublished.fetch_add(sent, Ordering::Relaxed);
+        let commands: Vec<(&str, redis::Cmd)> = batch
+            .iter()
+            .map(|(channel, payload)| {
+                // Room, user and session channels are published to only if another node
+                // listens; questions always (every node listens to the shared channel).
+                let cmd = if channel.starts_with(&c.routed_prefix) {
+                    let mine = c.interest.confirmed(channel);
+                    c.engine
+                        .publish_if_heard(channel, payload, mine, &c.replies)
+                } else {
+                    c.engine.publish(channel, payload)
+                };
+                (channel.as_str(), cmd)
+            })
+            .collect();
+        let replies = c.engine.send_all(&redis, commands).await;
+        batch.clear();
+        let failed = replies.iter().filter(|r| r.is_none()).count() as u64;
+        let unheard = replies
+            .iter()
+            .filter(|r| matches!(r, Some(n) if *n < 0))
+            .count() as u64;
+        c.unpublished.fetch_add(failed, Ordering::Relaxed);
+        c.unheard_total.fetch_add(unheard, Ordering::Relaxed);
+        c.published_total
+            .fetch_add(sent - failed - unheard, Ordering::Relaxed);
+        c.published(if failed == 0 {
+            Ok(())
         } else {
-            c.published_total.fetch_add(sent, Ordering::Relaxed);
-        }
-        c.published(&result);
+            Err("publishing failed or timed out")
+        });
     }
 }
 
@@ -916,14 +957,15 @@ impl Probes {
             .all(|last| *last + PROBE_ROUNDS_MISSED > self.round);
         self.round += 1;
         let counted = match c.engine.commands() {
-            Some(mut redis) => {
-                let mut pipe = redis::pipe();
-                for channel in &c.probes {
-                    pipe.add_command(c.engine.publish(channel, &self.round.to_string()));
-                }
-                let sent =
-                    tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<Vec<i64>>(&mut redis));
-                matches!(sent.await, Ok(Ok(counts)) if counts.iter().all(|n| *n > 0))
+            Some(redis) => {
+                let round = self.round.to_string();
+                let probes = c
+                    .probes
+                    .iter()
+                    .map(|channel| (channel.as_str(), c.engine.publish(channel, &round)))
+                    .collect();
+                let replies = c.engine.send_all(&redis, probes).await;
+                replies.iter().all(|n| matches!(n, Some(n) if *n > 0))
             }
             None => false,
         };
@@ -954,6 +996,21 @@ mod tests {
         let mut ranges: Vec<u16> = probes.iter().map(|p| engine::slot(p) / 1024).collect();
         ranges.sort_unstable();
         assert_eq!(ranges, (0..16).collect::<Vec<u16>>());
+    }
+
+    #[test]
+    fn an_envelope_begins_with_its_sender() {
+        let from = Uuid::new_v4();
+        let envelope = Envelope {
+            from,
+            once: None,
+            op: Op::Disconnect { channels: vec![] },
+        };
+        let json = serde_json::to_string(&envelope).unwrap();
+        assert!(
+            json.starts_with(&format!("{{\"from\":\"{from}\"")),
+            "{json}"
+        );
     }
 
     #[test]

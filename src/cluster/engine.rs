@@ -166,6 +166,78 @@ impl Engine {
         cmd
     }
 
+    /// The command that publishes `payload` on `channel` only if some other node listens to
+    /// it, answering its number of receivers, or -1 if it was not published. `mine`: this
+    /// node's own subscription to `channel` is confirmed, so it is one of the listeners Redis
+    /// counts (and hearing its own envelope back is no reason to publish it); `alive`, on one
+    /// server: a channel only this node's subscription connection listens to, which tells the
+    /// script whether that connection is still there to be counted.
+    ///
+    /// Why: with each room's sockets on one node, that node would otherwise publish every
+    /// message only to read it back itself. Why it loses nothing: a node subscribes to a room's
+    /// channel (confirmed) before it reads the room's history, so a message is either committed
+    /// before that read, or published after the subscription, when the script counts it.
+    pub fn publish_if_heard(&self, channel: &str, payload: &str, mine: bool, alive: &str) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(if self.is_cluster() {
+            PUBLISH_IF_HEARD_SHARDED
+        } else {
+            PUBLISH_IF_HEARD
+        })
+        .arg(1)
+        .arg(channel)
+        .arg(payload)
+        .arg(if mine { "1" } else { "0" })
+        .arg(alive);
+        cmd
+    }
+
+    /// Sends publish commands (each with the channel it publishes to) in as few round trips as
+    /// the engine allows, in order per channel; answers each command's integer reply, `None`
+    /// where it failed. One server takes them as one pipeline. A Redis Cluster refuses a
+    /// pipeline whose commands span slots, so there they go as one pipeline per slot, all at
+    /// once: a channel's commands share its slot, so their order holds.
+    pub async fn send_all(
+        &self,
+        redis: &RedisConn,
+        commands: Vec<(&str, Cmd)>,
+    ) -> Vec<Option<i64>> {
+        let count = commands.len();
+        let mut groups: Vec<(u16, Vec<usize>, redis::Pipeline)> = Vec::new();
+        for (i, (channel, cmd)) in commands.into_iter().enumerate() {
+            let slot = if self.is_cluster() { slot(channel) } else { 0 };
+            match groups.iter_mut().find(|(s, _, _)| *s == slot) {
+                Some((_, indexes, pipe)) => {
+                    indexes.push(i);
+                    pipe.add_command(cmd);
+                }
+                None => {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(cmd);
+                    groups.push((slot, vec![i], pipe));
+                }
+            }
+        }
+        let sends = groups.into_iter().map(|(_, indexes, pipe)| {
+            let mut redis = redis.clone();
+            async move {
+                let sent = pipe.query_async::<Vec<i64>>(&mut redis);
+                let replies = match tokio::time::timeout(COMMAND_TIMEOUT, sent).await {
+                    Ok(Ok(replies)) => replies.into_iter().map(Some).collect(),
+                    _ => vec![None; indexes.len()],
+                };
+                (indexes, replies)
+            }
+        });
+        let mut replies = vec![None; count];
+        for (indexes, answers) in futures::future::join_all(sends).await {
+            for (i, answer) in indexes.into_iter().zip(answers) {
+                replies[i] = answer;
+            }
+        }
+        replies
+    }
+
     /// A fresh subscription connection (on a cluster, also the new command connection) and
     /// what arrives on it. The stream ends with `Lost` when the connection is gone.
     pub async fn connect_subscriber(
@@ -224,6 +296,25 @@ impl Engine {
         }
     }
 }
+
+/// See `Engine::publish_if_heard`. KEYS[1]: the channel; ARGV: the payload, '1' if the caller's
+/// own subscription is counted, and the caller's liveness channel.
+const PUBLISH_IF_HEARD: &str = r#"
+local n = redis.call('PUBSUB', 'NUMSUB', KEYS[1])[2]
+if ARGV[2] == '1' and redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2] > 0 then n = n - 1 end
+if n > 0 then return redis.call('PUBLISH', KEYS[1], ARGV[1]) end
+return -1
+"#;
+
+/// The same on a Redis Cluster, where the script runs on the shard owning the channel. The
+/// caller's liveness is not checked there (its channel lives on another shard): a node whose
+/// subscription on this shard is lost finds out from its probes within two seconds.
+const PUBLISH_IF_HEARD_SHARDED: &str = r#"
+local n = redis.call('PUBSUB', 'SHARDNUMSUB', KEYS[1])[2]
+if ARGV[2] == '1' then n = n - 1 end
+if n > 0 then return redis.call('SPUBLISH', KEYS[1], ARGV[1]) end
+return -1
+"#;
 
 /// `[channel, payload]` of a sharded message push.
 fn sharded_message(data: Vec<Value>) -> Option<Incoming> {

@@ -67,6 +67,22 @@ impl Interest {
         }
     }
 
+    /// Whether this node's subscription to `channel` is confirmed on the live connection (false
+    /// when unsure: the channel is being taken or let go right now).
+    pub fn confirmed(&self, channel: &str) -> bool {
+        let Some(entry) = self.held.get(channel).map(|e| e.value().clone()) else {
+            return false;
+        };
+        let Ok(held) = entry.try_lock() else {
+            return false;
+        };
+        let generation = match self.current.lock() {
+            Ok(c) => c.0,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+        generation != 0 && held.generation == generation
+    }
+
     /// How many channels are held.
     pub fn len(&self) -> usize {
         self.held.len()

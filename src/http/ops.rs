@@ -107,6 +107,11 @@ fn render_metrics(state: &AppState) -> String {
             "# HELP {name} Envelopes this node read off the bus, its own included.\n# TYPE {name} counter\n{name} {}\n",
             cluster.received_total()
         ));
+        let name = "huddle_bus_unheard_total";
+        text.push_str(&format!(
+            "# HELP {name} Envelopes not published because no other node listened to their room's, user's or session's channel.\n# TYPE {name} counter\n{name} {}\n",
+            cluster.unheard_total()
+        ));
         let name = "huddle_bus_channels";
         text.push_str(&format!(
             "# HELP {name} Room, user and session channels this node listens to (it has sockets there).\n# TYPE {name} gauge\n{name} {}\n",

@@ -50,7 +50,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// faster than the room-event rate).
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_and_costs_bounded_memory() {
-    let cluster = TestCluster::start(1, "redis://127.0.0.1:6379", &[]).await;
+    let cluster = TestCluster::start_on_test_redis(1, &[]).await;
     let node = cluster.node(0);
     let alice = node.register("alice").await;
     let rooms = node.get("/api/rooms", Some(&alice.access)).await;

@@ -13,12 +13,8 @@ use common::{
 use reqwest::Method;
 use serde_json::json;
 
-fn redis_url() -> String {
-    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 async fn cluster(env: &[(&str, &str)]) -> TestCluster {
-    TestCluster::start(3, &redis_url(), env).await
+    TestCluster::start_on_test_redis(3, env).await
 }
 
 /// The transport of every socket here: what these tests check happens between the nodes.
@@ -61,7 +57,8 @@ async fn messages_sent_on_one_node_reach_the_others_in_commit_order() {
             .await["seq"],
         101
     );
-    // The bus's cost, per node: what node 0 published, every node read (one channel today).
+    // The bus's cost, per node: what node 0 published, every node read (each has a socket in
+    // the room).
     let published = common::metric(c.node(0), "huddle_bus_published_total")
         .await
         .unwrap();
@@ -332,4 +329,68 @@ async fn a_node_killed_right_after_an_ack_loses_nothing_and_clients_resume_elsew
     );
     let history = again.next("history").await;
     assert_eq!(seqs(&history), [16, 17, 18, 19, 20]);
+}
+
+/// The bus routes by room: a node hears a room's traffic only while it has sockets there, so a
+/// node whose sockets are elsewhere reads none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_hears_only_the_rooms_it_has_sockets_in() {
+    let c = cluster(&[]).await;
+    let ann = c.node(0).register("ann").await;
+    let bob = c.node(1).register("bob").await;
+    let cat = c.node(2).register("cat").await;
+    c.node(0).create_room(&ann, "ann-room", "public").await;
+    c.node(1).create_room(&bob, "bob-room", "public").await;
+    let a = c.node(0).in_room(&ann, "ann-room", WS).await;
+    let b = c.node(1).in_room(&bob, "bob-room", WS).await;
+    // Joins ask the other nodes about presence; let those settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut before = Vec::new();
+    for node in &c.nodes {
+        before.push(
+            common::metric(node, "huddle_bus_received_total")
+                .await
+                .unwrap(),
+        );
+    }
+    let (sent_a, sent_b) = tokio::join!(
+        a.send_burst("ann-room", 0..100),
+        b.send_burst("bob-room", 0..100)
+    );
+    assert_eq!((sent_a.len(), sent_b.len()), (100, 100));
+    a.until("message", |m| m["body"] == "m99").await;
+    b.until("message", |m| m["body"] == "m99").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut heard = Vec::new();
+    for (node, before) in c.nodes.iter().zip(before) {
+        let after = common::metric(node, "huddle_bus_received_total")
+            .await
+            .unwrap();
+        heard.push(after - before);
+    }
+    // No node listens to another's room, so nothing of it is even published: each node keeps
+    // its rooms' traffic to itself, and reads none of the others'.
+    assert!(heard.iter().all(|n| *n < 10), "{heard:?}");
+    for node in &c.nodes[..2] {
+        let unheard = common::metric(node, "huddle_bus_unheard_total")
+            .await
+            .unwrap();
+        assert!(unheard >= 100, "{unheard}");
+    }
+    // Once cat joins ann's room from node 2, node 2 hears it, and node 0 publishes it again.
+    let k = c.node(2).in_room(&cat, "ann-room", WS).await;
+    let before = common::metric(c.node(2), "huddle_bus_received_total")
+        .await
+        .unwrap();
+    a.send_burst("ann-room", 100..110).await;
+    k.until("message", |m| m["body"] == "m109").await;
+    let after = common::metric(c.node(2), "huddle_bus_received_total")
+        .await
+        .unwrap();
+    assert!(after - before >= 10, "{before} {after}");
+    // Each holds the channels of its sockets' rooms: a room, a user and a session.
+    for node in &c.nodes[..2] {
+        let held = common::metric(node, "huddle_bus_channels").await.unwrap();
+        assert!(held >= 3, "{held}");
+    }
 }

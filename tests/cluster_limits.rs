@@ -6,26 +6,24 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    cluster::{OwnRedis, TestCluster},
+    cluster::{OwnRedis, RedisEngine, TestCluster},
     metric,
+    redis_cluster::Subscriber,
     sio::{ack_ok, Auth, SioClient, Transport},
     Api,
 };
 use serde_json::json;
 
-fn redis_url() -> String {
-    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Two nodes with `env`, each having found the other in the node registry.
+/// Two nodes with `env` on the test Redis (a Redis Cluster of their own under
+/// `TEST_REDIS_CLUSTER=1`), each having found the other in the node registry.
 async fn cluster(env: &[(&str, &str)]) -> TestCluster {
-    cluster_on(&redis_url(), env).await
+    registered(TestCluster::start_on_test_redis(2, env).await).await
 }
 
-async fn cluster_on(url: &str, env: &[(&str, &str)]) -> TestCluster {
-    let c = TestCluster::start(2, url, env).await;
+/// Waits until both nodes of `c` are in the node registry.
+async fn registered(c: TestCluster) -> TestCluster {
     let key = format!("{}:nodes", prefix(&c).await);
-    let mut redis = redis_connection(url).await;
+    let mut redis = c.redis_for(&key).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let live: i64 = redis::cmd("ZCARD")
@@ -53,12 +51,34 @@ async fn prefix(c: &TestCluster) -> String {
     format!("huddle:{db}")
 }
 
-async fn redis_connection(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+/// Held for as long as a foreign subscriber should listen.
+#[allow(dead_code)] // never read: what matters is that they are subscribed
+enum Foreign {
+    Single(redis::aio::PubSub),
+    Cluster(Vec<Subscriber>),
+}
+
+/// Someone else listening to `channel`, as an operator's `redis-cli` may: on one Redis,
+/// SUBSCRIBE; on a Redis Cluster, both SUBSCRIBE (on a node) and SSUBSCRIBE (on the node
+/// serving the channel's slot), whichever of the two the nodes publish with.
+async fn foreign_subscriber(c: &TestCluster, channel: &str) -> Foreign {
+    match (&c.redis, &c.own_redis_cluster) {
+        (RedisEngine::Single(url), _) => {
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut pubsub = client.get_async_pubsub().await.unwrap();
+            pubsub.subscribe(channel).await.unwrap();
+            Foreign::Single(pubsub)
+        }
+        (RedisEngine::Cluster(_), Some(own)) => {
+            let owner = own.master_for(channel).await;
+            Foreign::Cluster(vec![
+                own.subscriber(owner, "SSUBSCRIBE", channel).await,
+                own.subscriber((owner + 1) % own.len(), "SUBSCRIBE", channel)
+                    .await,
+            ])
+        }
+        (RedisEngine::Cluster(_), None) => unreachable!("the test's clusters own their Redis"),
+    }
 }
 
 /// A login as seen through a trusted proxy that appended `from`; answers the status.
@@ -204,9 +224,7 @@ async fn the_hourly_room_quota_counts_rooms_made_on_every_node() {
 async fn a_foreign_subscriber_on_the_bus_is_not_waited_for() {
     let c = cluster(&[("ROOM_EVENT_RATE", "0")]).await;
     let bus = format!("{}:bus", prefix(&c).await);
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut foreign = client.get_async_pubsub().await.unwrap();
-    foreign.subscribe(&bus).await.unwrap();
+    let foreign = foreign_subscriber(&c, &bus).await;
 
     let ann = c.node(0).register("ann").await;
     let bob = c.node(1).register("bob").await;
@@ -239,7 +257,7 @@ async fn a_foreign_subscriber_on_the_bus_is_not_waited_for() {
 async fn a_node_stopped_gracefully_leaves_the_registry_at_once() {
     let mut c = cluster(&[]).await;
     let key = format!("{}:nodes", prefix(&c).await);
-    let mut redis = redis_connection(&redis_url()).await;
+    let mut redis = c.redis_for(&key).await;
     c.nodes[1].stop();
     let live: i64 = redis::cmd("ZCARD")
         .arg(&key)
@@ -265,15 +283,12 @@ async fn a_node_stopped_gracefully_leaves_the_registry_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_down_each_node_counts_on_its_own() {
     let mut own = OwnRedis::start().await;
-    let c = cluster_on(
-        &own.url(),
-        &[
-            ("AUTH_RATE", "1000"),
-            ("TRUST_PROXY", "true"),
-            ("MAX_SOCKETS_PER_USER", "1"),
-        ],
-    )
-    .await;
+    let env = [
+        ("AUTH_RATE", "1000"),
+        ("TRUST_PROXY", "true"),
+        ("MAX_SOCKETS_PER_USER", "1"),
+    ];
+    let c = registered(TestCluster::start(2, &own.url(), &env).await).await;
     let vic = c.node(0).register("vic").await;
     own.kill();
     // Refused neither wholesale nor never: node 0's own buckets count its failures.

@@ -542,10 +542,8 @@ async fn interleaved_transactions_commit_their_positions_in_order() {
 /// reader follows the log with `after`: it ends with every event exactly once, in order.
 #[tokio::test]
 async fn a_reader_following_the_log_misses_nothing_while_three_nodes_write() {
-    let redis =
-        std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("huddle-test-{}", Uuid::new_v4().simple());
-    let cluster = TestCluster::start(3, &redis, &[("REDIS_PREFIX", &prefix)]).await;
+    let cluster = TestCluster::start_on_test_redis(3, &[("REDIS_PREFIX", &prefix)]).await;
     let key = insert_key(&cluster.db, Some(Uuid::from_u128(1))).await;
     let mut writers = Vec::new();
     for (i, node) in cluster.nodes.iter().enumerate() {

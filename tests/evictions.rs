@@ -128,13 +128,9 @@ async fn a_socket_kicked_from_a_private_room_or_that_left_it_is_forbidden_there(
     ack_error(&b.call("sendMessage", send).await, "not_joined");
 }
 
-fn redis_url() -> String {
-    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_users_sockets_on_every_node_hear_removed_joined_or_not() {
-    let c = TestCluster::start(3, &redis_url(), &[]).await;
+    let c = TestCluster::start_on_test_redis(3, &[]).await;
     let owner = c.node(0).register("owner").await;
     let bob = c.node(0).register("bob").await;
     let room = c.node(0).create_room(&owner, "crew", "private").await;

@@ -17,10 +17,6 @@ use common::{
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-fn redis_url() -> String {
-    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// Sends `n` messages with client ids `<tag>-<i>` without waiting for their acks.
 fn fire(s: &SioClient, tag: &str, n: usize) -> Vec<impl std::future::Future<Output = Value>> {
     (0..n)
@@ -36,7 +32,7 @@ fn fire(s: &SioClient, tag: &str, n: usize) -> Vec<impl std::future::Future<Outp
 /// dropped without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_answers_every_message_in_flight() {
-    let mut c = TestCluster::start(1, &redis_url(), &[]).await;
+    let mut c = TestCluster::start_on_test_redis(1, &[]).await;
     let ann = c.node(0).register("ann").await;
     let bob = c.node(0).register("bob").await;
     let a = c

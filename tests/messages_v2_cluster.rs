@@ -24,12 +24,8 @@ use serde_json::{json, Value};
 
 const WS: Transport = Transport::WebSocket;
 
-fn redis_url() -> String {
-    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 async fn cluster() -> TestCluster {
-    TestCluster::start(3, &redis_url(), &[("ROOM_EVENT_RATE", "0")]).await
+    TestCluster::start_on_test_redis(3, &[("ROOM_EVENT_RATE", "0")]).await
 }
 
 fn edit(room: &str, id: &Value, body: &str) -> Value {

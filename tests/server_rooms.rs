@@ -465,10 +465,8 @@ async fn a_message_from_the_backend_is_committed_broadcast_and_stored_once_per_c
 /// Three nodes: what the backend does through one node reaches sockets on the others.
 #[tokio::test]
 async fn what_the_backend_does_on_one_node_reaches_sockets_on_every_node() {
-    let redis =
-        std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("huddle-test-{}", uuid::Uuid::new_v4().simple());
-    let cluster = TestCluster::start(3, &redis, &[("REDIS_PREFIX", &prefix)]).await;
+    let cluster = TestCluster::start_on_test_redis(3, &[("REDIS_PREFIX", &prefix)]).await;
     let key = insert_key(&cluster.db, Some(uuid::Uuid::from_u128(1))).await;
     let (a, b, c) = (cluster.node(0), cluster.node(1), cluster.node(2));
     a.provision(&key, "ext-ann", json!({"username": "ann"}))

@@ -609,12 +609,9 @@ async fn a_paused_webhook_gets_nothing_until_it_is_active_again_then_catches_up(
 
 #[tokio::test]
 async fn three_nodes_deliver_each_event_once_from_whichever_node_committed_it() {
-    let redis =
-        std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("huddle-test-{}", Uuid::new_v4().simple());
-    let cluster = TestCluster::start(
+    let cluster = TestCluster::start_on_test_redis(
         3,
-        &redis,
         &[("REDIS_PREFIX", &prefix), ("WEBHOOK_ALLOW_PRIVATE", "true")],
     )
     .await;

@@ -21,10 +21,6 @@ use uuid::Uuid;
 
 const WS: Transport = Transport::WebSocket;
 
-fn redis_url() -> String {
-    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// One workspace's people and rooms, made through `api` (one node).
 struct Tenant {
     ann: Session,
@@ -76,9 +72,8 @@ async fn next_chat(socket: &common::sio::SioClient) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspaces_stay_apart_on_three_nodes() {
-    let c = TestCluster::start(
+    let c = TestCluster::start_on_test_redis(
         3,
-        &redis_url(),
         &[("WORKSPACE_SIGNUP", "open"), ("ROOM_EVENT_RATE", "0")],
     )
     .await;

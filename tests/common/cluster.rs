@@ -1,6 +1,9 @@
 //! Several real `huddle` server processes on free ports of 127.0.0.1, sharing one fresh
-//! database and one Redis: what `REDIS_URL` is for. Dropping the cluster stops the processes
-//! and drops the database.
+//! database and one Redis (`REDIS_URL`) or Redis Cluster (`REDIS_CLUSTER_URLS`). Dropping the
+//! cluster stops the processes and drops the database.
+//!
+//! The multi-node suites start theirs with `TestCluster::start_on_test_redis`: on the machine's
+//! Redis, or, when `TEST_REDIS_CLUSTER=1`, on a fresh Redis Cluster of their own (3 masters).
 
 use std::{
     net::TcpListener,
@@ -11,7 +14,37 @@ use std::{
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{postgres_server_url, Api, TEST_JWT_SECRET};
+use super::{postgres_server_url, redis_cluster::OwnRedisCluster, Api, TEST_JWT_SECRET};
+
+/// Where the nodes meet.
+#[derive(Clone, Debug)]
+pub enum RedisEngine {
+    /// One Redis: `REDIS_URL`.
+    Single(String),
+    /// A Redis Cluster: `REDIS_CLUSTER_URLS`, its comma-separated seed URLs.
+    Cluster(String),
+}
+
+impl RedisEngine {
+    /// The variable and value a node is given.
+    fn var(&self) -> (&'static str, &str) {
+        match self {
+            RedisEngine::Single(url) => ("REDIS_URL", url),
+            RedisEngine::Cluster(seeds) => ("REDIS_CLUSTER_URLS", seeds),
+        }
+    }
+}
+
+/// The machine's Redis the multi-node tests share (`HUDDLE_TEST_REDIS`, default
+/// `redis://127.0.0.1:6379`).
+pub fn test_redis_url() -> String {
+    std::env::var("HUDDLE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Whether the multi-node suites run on Redis Clusters of their own (`TEST_REDIS_CLUSTER=1`).
+pub fn on_redis_cluster() -> bool {
+    std::env::var("TEST_REDIS_CLUSTER").is_ok_and(|v| v == "1")
+}
 
 pub struct Node {
     pub api: Api,
@@ -50,7 +83,7 @@ impl Node {
 impl Node {
     /// Starts a node on a free port against `database_url` (and Redis, if given), with test
     /// settings (rate limits off) and `env` on top. It may not be ready yet: see `wait_ready`.
-    pub fn spawn(database_url: &str, redis_url: Option<&str>, env: &[(&str, &str)]) -> Node {
+    pub fn spawn(database_url: &str, redis: Option<&RedisEngine>, env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_huddle"));
         cmd.env_clear()
@@ -64,12 +97,19 @@ impl Node {
             .env("DATABASE_MAX_CONNECTIONS", "5")
             .env(
                 "RUST_LOG",
-                std::env::var("TEST_LOG").map_or("warn".into(), |_| "info".to_owned()),
+                std::env::var("TEST_LOG").map_or("warn".into(), |v| {
+                    if v == "1" {
+                        "info".to_owned()
+                    } else {
+                        v
+                    }
+                }),
             )
             .current_dir(std::env::temp_dir())
             .stdin(Stdio::null());
-        if let Some(redis_url) = redis_url {
-            cmd.env("REDIS_URL", redis_url);
+        if let Some(redis) = redis {
+            let (var, value) = redis.var();
+            cmd.env(var, value);
         }
         if std::env::var_os("TEST_LOG").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -105,6 +145,11 @@ impl Drop for Node {
 pub struct TestCluster {
     pub nodes: Vec<Node>,
     pub db: PgPool,
+    /// Where the nodes meet.
+    pub redis: RedisEngine,
+    /// The Redis Cluster started for this cluster alone (`start_on_test_redis` under
+    /// `TEST_REDIS_CLUSTER=1`); dropped after the nodes are stopped.
+    pub own_redis_cluster: Option<OwnRedisCluster>,
     db_name: String,
 }
 
@@ -117,20 +162,67 @@ pub fn free_port() -> u16 {
 }
 
 impl TestCluster {
-    /// Starts `n` nodes against the Redis at `redis_url`, with test settings (rate limits off)
-    /// and `env` on top.
+    /// Starts `n` nodes against the one Redis at `redis_url` (always: fault tests pass their
+    /// own), with test settings (rate limits off) and `env` on top.
     pub async fn start(n: usize, redis_url: &str, env: &[(&str, &str)]) -> TestCluster {
+        Self::start_on(n, RedisEngine::Single(redis_url.to_owned()), env).await
+    }
+
+    /// Starts `n` nodes on the machine's Redis (`test_redis_url`) or, when
+    /// `TEST_REDIS_CLUSTER=1`, on a fresh Redis Cluster of 3 masters owned by the cluster.
+    pub async fn start_on_test_redis(n: usize, env: &[(&str, &str)]) -> TestCluster {
+        if !on_redis_cluster() {
+            return Self::start(n, &test_redis_url(), env).await;
+        }
+        let own = OwnRedisCluster::start(3, 0).await;
+        let mut c = Self::start_on(n, RedisEngine::Cluster(own.seeds()), env).await;
+        c.own_redis_cluster = Some(own);
+        c
+    }
+
+    /// Starts `n` nodes meeting over `redis`, with test settings (rate limits off) and `env` on
+    /// top.
+    pub async fn start_on(n: usize, redis: RedisEngine, env: &[(&str, &str)]) -> TestCluster {
         let db_name = format!("huddle_test_{}", Uuid::new_v4().simple());
         let database_url = format!("{}/{db_name}", postgres_server_url());
         let mut nodes = Vec::new();
         for _ in 0..n {
-            let node = Node::spawn(&database_url, Some(redis_url), env);
+            let node = Node::spawn(&database_url, Some(&redis), env);
             // The first node creates and migrates the database; the others wait for it.
             wait_ready(&node).await;
             nodes.push(node);
         }
         let db = PgPool::connect(&database_url).await.unwrap();
-        TestCluster { nodes, db, db_name }
+        TestCluster {
+            nodes,
+            db,
+            redis,
+            own_redis_cluster: None,
+            db_name,
+        }
+    }
+
+    /// The name of the cluster's database (the nodes' default `REDIS_PREFIX` is
+    /// `huddle:<name>`).
+    pub fn db_name(&self) -> &str {
+        &self.db_name
+    }
+
+    /// A connection to the Redis node that holds `key`: the one Redis, or the master serving
+    /// the key's slot in the Redis Cluster this cluster owns.
+    pub async fn redis_for(&self, key: &str) -> redis::aio::MultiplexedConnection {
+        let url = match (&self.redis, &self.own_redis_cluster) {
+            (RedisEngine::Single(url), _) => url.clone(),
+            (RedisEngine::Cluster(_), Some(own)) => own.url(own.master_for(key).await),
+            (RedisEngine::Cluster(_), None) => {
+                panic!("redis_for: this cluster's Redis Cluster is not its own")
+            }
+        };
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 
     pub fn node(&self, i: usize) -> &Node {

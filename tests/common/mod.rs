@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod messages;
 pub mod postgres;
 pub mod receiver;
+pub mod redis_cluster;
 pub mod server;
 pub mod sio;
 pub mod tenancy;

@@ -31,12 +31,25 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    pub url: String,
+    /// Base URL of the server. `fanout` and `connections` take several nodes of one deployment
+    /// (repeatable or comma-separated); the other scenarios take one.
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub urls: Vec<String>,
     /// Server process id(s) for CPU/RSS accounting (repeatable or comma-separated).
     #[arg(long = "server-pid", value_delimiter = ',')]
     pub server_pid: Vec<u32>,
+}
+
+impl Common {
+    /// The first (or only) `--url`: the node that REST set-up goes to, and the report's `url`.
+    pub fn url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
 }
 
 /// Also the `duration_s` and `warmup_s` of a report's `params`.
@@ -178,6 +191,11 @@ fn main() -> Result<()> {
                 args,
             } => lines(join::run(&common, &timing, &args).await?),
             Scenario::Connections { common, args } => {
+                if let Some(from) = args.worker_from {
+                    // A child of `connections --processes`: no report of its own.
+                    connections::worker(&common, &args, from).await?;
+                    std::process::exit(0);
+                }
                 lines(connections::run(&common, &args).await?)
             }
             Scenario::Login {

@@ -1,5 +1,7 @@
 //! REST helpers: accounts and rooms, as in contract.md.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context, Result};
 use futures::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
@@ -59,6 +61,29 @@ impl Rest {
             bail!("GET {path}: {status} {text}");
         }
         serde_json::from_str(&text).with_context(|| format!("GET {path}: bad JSON {text}"))
+    }
+
+    /// `GET /metrics` (Prometheus text, no auth): every unlabelled sample, by name.
+    pub async fn metrics(&self) -> Result<BTreeMap<String, f64>> {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .context("GET /metrics")?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("GET /metrics: {status} {text}");
+        }
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains('{'))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect())
     }
 
     /// `GET /api/rooms/{id}`: the room's `(last_seq, last_rev)` (a v1 server has no `last_rev`:

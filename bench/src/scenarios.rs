@@ -16,7 +16,7 @@ pub mod webhooks;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tokio::time::Instant;
 
 use crate::rest::Rest;
@@ -51,9 +51,32 @@ struct Target {
 }
 
 impl Target {
+    /// The server of a one-node scenario: refuses several `--url`s rather than use only one.
     async fn new(common: &Common) -> Result<Self> {
-        let rest = Rest::new(&common.url)?;
-        let ws = sio::ws_url(&common.url);
+        if common.urls.len() != 1 {
+            bail!(
+                "this scenario takes one --url (got {}); fanout and connections take several",
+                common.urls.len()
+            );
+        }
+        Self::at(common.url()).await
+    }
+
+    /// Every `--url`, in order (the first is where REST set-up goes).
+    async fn all(common: &Common) -> Result<Vec<Self>> {
+        if common.urls.is_empty() {
+            bail!("no --url");
+        }
+        let mut targets = Vec::new();
+        for url in &common.urls {
+            targets.push(Self::at(url).await?);
+        }
+        Ok(targets)
+    }
+
+    async fn at(url: &str) -> Result<Self> {
+        let rest = Rest::new(url)?;
+        let ws = sio::ws_url(url);
         let addr = sio::resolve(&ws).await?;
         Ok(Self { rest, ws, addr })
     }

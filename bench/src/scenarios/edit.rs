@@ -78,7 +78,7 @@ pub async fn run(
         .collect();
     let ops = ops::phase(&env, &t, common, load, timing, "edit", op_fns).await?;
     Ok(EditReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         params: Params {
             senders: n,
             rate: load.rate,

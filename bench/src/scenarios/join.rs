@@ -177,7 +177,7 @@ pub async fn run(common: &Common, timing: &Timing, args: &JoinArgs) -> Result<Jo
     .await;
     let cpu = cpu.await.expect("cpu task");
     Ok(JoinReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         params: Params {
             users: args.users,
             rate: args.rate,

@@ -151,7 +151,7 @@ pub async fn run(
     .await;
     let logins = logins.await.expect("login flood");
     Ok(LoginReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         params: Params {
             senders: persist_args.senders,
             rate: persist_args.rate,

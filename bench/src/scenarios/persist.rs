@@ -209,7 +209,7 @@ pub async fn run(common: &Common, timing: &Timing, args: &PersistArgs) -> Result
     )
     .await;
     Ok(PersistReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         params: Params {
             senders: args.senders,
             rate: args.rate,

@@ -100,7 +100,7 @@ pub async fn run(
         .collect();
     let ops = ops::phase(&env, &t, common, load, timing, "react", op_fns).await?;
     Ok(ReactReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         params: Params {
             senders: n,
             rate: load.rate,

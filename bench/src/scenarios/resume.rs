@@ -630,7 +630,7 @@ pub async fn run(common: &Common, args: &ResumeArgs) -> Result<ResumeReport> {
 
     let med = |get: fn(&RunFigures) -> f64| Spread::of(per_run.iter().map(get).collect()).median;
     Ok(ResumeReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         params: Params {
             changes: args.changes,
             mix: args.mix.clone(),

@@ -236,7 +236,7 @@ pub async fn run(
     }
     let seen = seen.lock().expect("receiver state");
     Ok(WebhookReport {
-        url: common.url.clone(),
+        url: common.url().to_string(),
         webhooks: args.webhooks,
         receiver_delay_ms: args.receiver_delay_ms,
         senders: load.senders,

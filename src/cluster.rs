@@ -369,30 +369,43 @@ impl Cluster {
     /// other nodes catch up with `since` (and sockets are re-checked, see `revalidate`). So an
     /// unresponsive Redis can slow no commit and no acknowledgement.
     pub async fn publish(&self, op: Op) {
-        let channels: Vec<String> = match &op {
-            Op::Emit { channels, .. } | Op::Deliver { channels, .. } => {
-                let mut routed: Vec<String> = Vec::with_capacity(channels.len());
-                for channel in channels.iter().map(|c| self.channel_of(c)) {
-                    if !routed.contains(&channel) {
-                        routed.push(channel);
-                    }
-                }
-                routed
-            }
-            // Each channel's sockets are disconnected on their own: one envelope each.
+        match op {
+            // Each channel's sockets are disconnected on their own: one envelope each, so that
+            // none is sent to the nodes of every other channel.
             Op::Disconnect { channels } if channels.len() > 1 => {
                 for channel in channels {
-                    Box::pin(self.publish(Op::Disconnect {
-                        channels: vec![channel.clone()],
-                    }))
-                    .await;
+                    let routed = vec![self.channel_of(&channel)];
+                    self.send(
+                        routed,
+                        Op::Disconnect {
+                            channels: vec![channel],
+                        },
+                    );
                 }
-                return;
             }
-            Op::Disconnect { channels } => channels.iter().map(|c| self.channel_of(c)).collect(),
-            Op::Evict { channel, .. } => vec![self.channel_of(channel)],
-            Op::Query { .. } => vec![self.bus.clone()],
-        };
+            op => {
+                let routed = match &op {
+                    Op::Emit { channels, .. }
+                    | Op::Deliver { channels, .. }
+                    | Op::Disconnect { channels } => {
+                        let mut routed: Vec<String> = Vec::with_capacity(channels.len());
+                        for channel in channels.iter().map(|c| self.channel_of(c)) {
+                            if !routed.contains(&channel) {
+                                routed.push(channel);
+                            }
+                        }
+                        routed
+                    }
+                    Op::Evict { channel, .. } => vec![self.channel_of(channel)],
+                    Op::Query { .. } => vec![self.bus.clone()],
+                };
+                self.send(routed, op);
+            }
+        }
+    }
+
+    /// Queues one envelope for each of `channels` (see `publish`).
+    fn send(&self, channels: Vec<String>, op: Op) {
         let envelope = Envelope {
             from: self.node,
             once: (channels.len() > 1).then(Uuid::new_v4),

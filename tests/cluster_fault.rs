@@ -95,6 +95,10 @@ async fn a_redis_outage_loses_nothing_and_delivery_resumes_by_itself() {
         b.drain("message");
     }
     assert!(resumed, "cross-node delivery did not resume");
+    for node in &c.nodes {
+        let reconnects = common::metric(node, "huddle_bus_reconnects_total").await;
+        assert!(reconnects.is_some_and(|n| n >= 1), "{reconnects:?}");
+    }
     // What bob missed is there to page in.
     let missed = b
         .call(

@@ -205,6 +205,12 @@ async fn a_master_lost_to_failover_loses_nothing_and_delivery_resumes_by_itself(
         .await
             - killed;
 
+        // Every node probes every shard, so each found the lost one and connected again.
+        for node in &c.nodes {
+            let reconnects = common::metric(node, "huddle_bus_reconnects_total").await;
+            assert!(reconnects.is_some_and(|n| n >= 1), "{reconnects:?}");
+        }
+
         // (a) Every acknowledged message is in Postgres.
         assert_eq!(stored(&c, &id, "during ").await, acked);
 

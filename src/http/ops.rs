@@ -87,46 +87,24 @@ async fn metrics(
     )
 }
 
-/// This node's metrics, and with several nodes the bus envelopes dropped while Redis failed
-/// and the questions that timed out waiting for a node.
+/// This node's metrics, and with several nodes what the bus costs it and how it fares.
 fn render_metrics(state: &AppState) -> String {
     let mut text = state.metrics.render();
     if let Some(cluster) = state.realtime.cluster() {
-        let name = "huddle_bus_unpublished_total";
-        text.push_str(&format!(
-            "# HELP {name} Operations for the other nodes dropped because Redis was failing or too slow.\n# TYPE {name} counter\n{name} {}\n",
-            cluster.unpublished()
-        ));
-        let name = "huddle_bus_published_total";
-        text.push_str(&format!(
-            "# HELP {name} Envelopes (messages, changes, effects on sockets, questions) this node published on the bus.\n# TYPE {name} counter\n{name} {}\n",
-            cluster.published_total()
-        ));
-        let name = "huddle_bus_received_total";
-        text.push_str(&format!(
-            "# HELP {name} Envelopes this node read off the bus, its own included.\n# TYPE {name} counter\n{name} {}\n",
-            cluster.received_total()
-        ));
-        let name = "huddle_bus_unheard_total";
-        text.push_str(&format!(
-            "# HELP {name} Envelopes not published because no other node listened to their room's, user's or session's channel.\n# TYPE {name} counter\n{name} {}\n",
-            cluster.unheard_total()
-        ));
-        let name = "huddle_bus_channels";
-        text.push_str(&format!(
-            "# HELP {name} Room, user and session channels this node listens to (it has sockets there).\n# TYPE {name} gauge\n{name} {}\n",
-            cluster.channels_held()
-        ));
-        let name = "huddle_bus_reconnects_total";
-        text.push_str(&format!(
-            "# HELP {name} Times this node's subscription connection was lost or found deaf and made again.\n# TYPE {name} counter\n{name} {}\n",
-            cluster.reconnects()
-        ));
-        let name = "huddle_cluster_query_timeouts_total";
-        text.push_str(&format!(
-            "# HELP {name} Questions to the other nodes that gave up waiting for a registered node's answer.\n# TYPE {name} counter\n{name} {}\n",
-            cluster.query_timeouts()
-        ));
+        let bus: [(&str, &str, &str, u64); 7] = [
+            ("huddle_bus_unpublished_total", "counter", "Operations for the other nodes dropped because Redis was failing or too slow.", cluster.unpublished()),
+            ("huddle_bus_published_total", "counter", "Envelopes (messages, changes, effects on sockets, questions) this node published on the bus.", cluster.published_total()),
+            ("huddle_bus_received_total", "counter", "Envelopes this node read off the bus, its own included.", cluster.received_total()),
+            ("huddle_bus_unheard_total", "counter", "Envelopes not published because no other node listened to their room's, user's or session's channel.", cluster.unheard_total()),
+            ("huddle_bus_channels", "gauge", "Room, user and session channels this node listens to (it has sockets there).", cluster.channels_held() as u64),
+            ("huddle_bus_reconnects_total", "counter", "Times this node's subscription connection was lost or found deaf and made again.", cluster.reconnects()),
+            ("huddle_cluster_query_timeouts_total", "counter", "Questions to the other nodes that gave up waiting for a registered node's answer.", cluster.query_timeouts()),
+        ];
+        for (name, kind, help, value) in bus {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
     }
     text
 }

@@ -524,6 +524,11 @@ impl Cluster {
         }
     }
 
+    /// How many other live nodes this node knows of: the ones its questions wait for.
+    pub fn peers(&self) -> usize {
+        self.other_nodes().len()
+    }
+
     /// Questions that gave up waiting for a node the registry listed (it died, or is too slow).
     pub fn query_timeouts(&self) -> u64 {
         self.query_timeouts.load(Ordering::Relaxed)

@@ -17,29 +17,7 @@ use serde_json::json;
 /// Two nodes with `env` on the test Redis (a Redis Cluster of their own under
 /// `TEST_REDIS_CLUSTER=1`), each having found the other in the node registry.
 async fn cluster(env: &[(&str, &str)]) -> TestCluster {
-    registered(TestCluster::start_on_test_redis(2, env).await).await
-}
-
-/// Waits until both nodes of `c` are in the node registry.
-async fn registered(c: TestCluster) -> TestCluster {
-    let key = format!("{}:nodes", prefix(&c).await);
-    let mut redis = c.redis_for(&key).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let live: i64 = redis::cmd("ZCARD")
-            .arg(&key)
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        if live == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the nodes did not register");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The second node's arrival makes the first re-read the registry: a round trip away.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    c
+    TestCluster::start_on_test_redis(2, env).await
 }
 
 /// The Redis prefix the nodes derive from their database name.
@@ -288,7 +266,7 @@ async fn while_redis_is_down_each_node_counts_on_its_own() {
         ("TRUST_PROXY", "true"),
         ("MAX_SOCKETS_PER_USER", "1"),
     ];
-    let c = registered(TestCluster::start(2, &own.url(), &env).await).await;
+    let c = TestCluster::start(2, &own.url(), &env).await;
     let vic = c.node(0).register("vic").await;
     own.kill();
     // Refused neither wholesale nor never: node 0's own buckets count its failures.
@@ -331,5 +309,11 @@ async fn a_burst_of_concurrent_handshakes_cannot_pass_the_cap_together() {
         .iter()
         .filter(|r| matches!(r, Err(m) if m == "too_many_connections"))
         .count();
-    assert_eq!((admitted, refused), (2, 6));
+    let timeouts = metric(c.node(0), "huddle_cluster_query_timeouts_total").await;
+    let reconnects = metric(c.node(0), "huddle_bus_reconnects_total").await;
+    assert_eq!(
+        (admitted, refused),
+        (2, 6),
+        "node 0's questions that timed out: {timeouts:?}; its bus reconnects: {reconnects:?}"
+    );
 }

@@ -91,13 +91,14 @@ async fn metrics(
 fn render_metrics(state: &AppState) -> String {
     let mut text = state.metrics.render();
     if let Some(cluster) = state.realtime.cluster() {
-        let bus: [(&str, &str, &str, u64); 7] = [
+        let bus: [(&str, &str, &str, u64); 8] = [
             ("huddle_bus_unpublished_total", "counter", "Operations for the other nodes dropped because Redis was failing or too slow.", cluster.unpublished()),
             ("huddle_bus_published_total", "counter", "Envelopes (messages, changes, effects on sockets, questions) this node published on the bus.", cluster.published_total()),
             ("huddle_bus_received_total", "counter", "Envelopes this node read off the bus, its own included.", cluster.received_total()),
             ("huddle_bus_unheard_total", "counter", "Envelopes not published because no other node listened to their room's, user's or session's channel.", cluster.unheard_total()),
             ("huddle_bus_channels", "gauge", "Room, user and session channels this node listens to (it has sockets there).", cluster.channels_held() as u64),
             ("huddle_bus_reconnects_total", "counter", "Times this node's subscription connection was lost or found deaf and made again.", cluster.reconnects()),
+            ("huddle_cluster_peers", "gauge", "Other live nodes this node knows of from the registry: the nodes its questions wait for.", cluster.peers() as u64),
             ("huddle_cluster_query_timeouts_total", "counter", "Questions to the other nodes that gave up waiting for a registered node's answer.", cluster.query_timeouts()),
         ];
         for (name, kind, help, value) in bus {

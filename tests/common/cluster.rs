@@ -192,6 +192,9 @@ impl TestCluster {
             wait_ready(&node).await;
             nodes.push(node);
         }
+        if n > 1 {
+            wait_acquainted(&nodes).await;
+        }
         let db = PgPool::connect(&database_url).await.unwrap();
         TestCluster {
             nodes,
@@ -234,6 +237,28 @@ impl TestCluster {
             .fetch_one(&self.db)
             .await
             .unwrap()
+    }
+}
+
+/// Waits until every node knows every other from the node registry (up to 15 s): a node learns
+/// of a newcomer from its announcement, or at its next registry read when that announcement
+/// was lost, and until then its questions (socket counts, who is online) leave the newcomer
+/// out. Tests of those answers need the settled state, not that window.
+async fn wait_acquainted(nodes: &[Node]) {
+    let others = (nodes.len() - 1) as u64;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (i, node) in nodes.iter().enumerate() {
+        loop {
+            let peers = super::metric(node, "huddle_cluster_peers").await;
+            if peers == Some(others) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} knows {peers:?} other nodes, not {others}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 #
 # The server gets a database of its own with real things to aim at (an admin's token, a platform
 # API key, rooms, a message with a thread, a webhook, a provisioned user), so that requests get
-# past "no such room" into the handlers. Two checks are left out, on purpose:
+# past "no such room" into the handlers. Three checks are left out, on purpose:
 # - positive_data_acceptance: the document gives shapes and bounds, not every rule (a webhook URL
 #   must be absolute and public, a body is trimmed before it is measured), so some schema-valid
 #   requests are rightly refused with 400;

@@ -16,27 +16,29 @@
 //! Questions that need every node's answer (how many sockets does this user have in this room
 //! or anywhere, who is online) are few (a connection, a join, a leave) and go on one shared
 //! channel, `<prefix>:bus`; each node answers on the asker's own reply channel, naming itself.
-//! Who "every node" is comes from a registry, not from counting the bus's subscribers (anyone
-//! may subscribe to the bus, e.g. an operator's `redis-cli`, and would then be waited for on
-//! every question). Each node, while it hears the bus, keeps itself in the sorted set
+//! Who "every node" is comes from a registry, not from counting the bus's subscribers (anyone may
+//! subscribe to the bus, e.g. an operator's `redis-cli`, and would then be waited for on every
+//! question; `registry`). Each node, while it hears the bus, keeps itself in the sorted set
 //! `<prefix>:nodes` with an expiry (Redis's clock) a few refreshes ahead, drops expired members,
-//! and caches the other members; a question waits only for those. A node that (re)joins says so
-//! on `<prefix>:joined`, so the others re-read the set at once rather than at their next
-//! refresh. A node that dies stays in the set until its entry expires (`NODE_TTL`): questions
-//! meanwhile wait the full timeout for it, counted in `huddle_cluster_query_timeouts_total`.
+//! and caches the other members; a question waits only for those. A node that (re)joins says so on
+//! `<prefix>:joined`, so the others re-read the set at once rather than at their next refresh. A
+//! node that dies stays in the set until its entry expires (`NODE_TTL`): questions meanwhile wait
+//! the full timeout for it, counted in `huddle_cluster_query_timeouts_total`.
 //!
-//! Why not socketioxide's Redis adapter: after a Redis outage it never resubscribes, so nodes
-//! stay deaf to each other until restarted. Here a supervisor owns the subscription connection:
-//! when it is lost (or, on a Redis Cluster, when probes show it deaf to a shard) it makes a new
-//! one and subscribes every held channel again; and an operation that cannot be published is
-//! still applied to this node's sockets, so a node keeps serving its own clients while Redis is
-//! away, and cross-node delivery resumes by itself when it returns. Messages are in Postgres
-//! before anything is published, so an outage loses no message: clients on other nodes catch
-//! up with `joinRoom {since}` (or `history {after}`), and re-validation (`realtime::revalidate`,
-//! woken on each resubscription) closes any eviction that was not heard.
+//! Why not socketioxide's Redis adapter: after a Redis outage it never resubscribes, so nodes stay
+//! deaf to each other until restarted. Here a supervisor (`supervise`) owns the subscription
+//! connection: when it is lost (or, on a Redis Cluster, when probes show it deaf to a shard) it
+//! makes a new one and subscribes every held channel again; and an operation that cannot be
+//! published is still applied to this node's sockets, so a node keeps serving its own clients while
+//! Redis is away, and cross-node delivery resumes by itself when it returns. Messages are in
+//! Postgres before anything is published, so an outage loses no message: clients on other nodes
+//! catch up with `joinRoom {since}` (or `history {after}`), and re-validation
+//! (`realtime::revalidate`, woken on each resubscription) closes any eviction that was not heard.
 
 mod engine;
 mod interest;
+mod registry;
+mod supervise;
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -54,7 +56,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use engine::RedisConn;
-use engine::{Engine, Incoming, COMMAND_TIMEOUT};
+use engine::{Engine, COMMAND_TIMEOUT};
 use interest::Interest;
 
 use crate::store::rooms::RoomRef;
@@ -188,11 +190,6 @@ pub struct Cluster {
 
 /// How long a question waits for the other nodes' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
-/// How often a node renews its registry entry and re-reads the others'.
-const NODE_REFRESH: Duration = Duration::from_millis(2500);
-/// How long an entry lives unrenewed: a few refreshes, so one slow round trip drops no node,
-/// and a dead node is waited for this long at most.
-const NODE_TTL: Duration = Duration::from_secs(10);
 /// Envelopes that may wait for the publisher; past this they are dropped (and counted) rather
 /// than held or waited for: the message path must never wait on Redis.
 const OUTBOX: usize = 16 * 1024;
@@ -208,12 +205,6 @@ const LINGER: Duration = Duration::from_secs(30);
 /// How long a multi-channel envelope's id is remembered: its copies arrive within
 /// milliseconds of each other.
 const RECENT: Duration = Duration::from_secs(10);
-/// Probes (Redis Cluster only): how many, how often, and after how many silent rounds the
-/// connection is made again.
-const PROBES: u16 = 16;
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-const PROBE_ROUNDS_MISSED: u64 = 2;
-
 impl Cluster {
     /// Connects lazily (a node starts even while Redis is away) and starts the subscriber.
     /// `redis`: one server's URL, or the seeds of a Redis Cluster.
@@ -230,7 +221,7 @@ impl Cluster {
         };
         let node = Uuid::new_v4();
         let probes = if engine.is_cluster() {
-            probe_channels(prefix, node)
+            supervise::probe_channels(prefix, node)
         } else {
             Vec::new()
         };
@@ -266,9 +257,15 @@ impl Cluster {
             last_failure_ms: AtomicU64::new(0),
             started: Instant::now(),
         });
-        tokio::spawn(supervise(Arc::downgrade(&cluster), local.clone()));
+        tokio::spawn(supervise::supervise(
+            Arc::downgrade(&cluster),
+            local.clone(),
+        ));
         tokio::spawn(publisher(Arc::downgrade(&cluster), outgoing));
-        tokio::spawn(registry(Arc::downgrade(&cluster), cluster.refresh.clone()));
+        tokio::spawn(registry::registry(
+            Arc::downgrade(&cluster),
+            cluster.refresh.clone(),
+        ));
         tokio::spawn(release(Arc::downgrade(&cluster), local));
         let engine = if cluster.engine.is_cluster() {
             "Redis Cluster"
@@ -538,59 +535,6 @@ impl Cluster {
         self.engine.commands().ok_or_else(not_connected)
     }
 
-    /// Renews this node's registry entry, or takes it out while this node does not hear the bus
-    /// (a node that cannot hear questions must not be waited for); drops expired entries, and
-    /// caches the other nodes.
-    async fn refresh_registry(&self, announce: bool) -> redis::RedisResult<()> {
-        let register =
-            self.subscribed.load(Ordering::Acquire) && !self.leaving.load(Ordering::Acquire);
-        let mut redis = self.commands()?;
-        let members: Vec<String> = REGISTRY_SCRIPT
-            .key(&self.nodes_key)
-            .arg(self.node.to_string())
-            .arg(NODE_TTL.as_millis() as u64)
-            .arg(if register { "1" } else { "0" })
-            .invoke_async(&mut redis)
-            .await?;
-        let others = members
-            .iter()
-            .filter_map(|m| Uuid::parse_str(m).ok())
-            .filter(|n| *n != self.node)
-            .collect();
-        self.set_other_nodes(others);
-        if register && announce {
-            self.engine
-                .publish(&self.joined, &self.node.to_string())
-                .query_async::<i64>(&mut redis)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// For a graceful shutdown: takes this node out of the registry at once, rather than
-    /// letting its entry expire, so that no question waits for it any more; the registry task
-    /// stops renewing it.
-    pub async fn leave(&self) {
-        self.leaving.store(true, Ordering::Release);
-        self.refresh.notify_one();
-        self.leave_registry().await;
-    }
-
-    /// Takes this node out of the registry, so that no one waits for it any more.
-    async fn leave_registry(&self) {
-        let Some(mut redis) = self.engine.commands() else {
-            return;
-        };
-        let mut zrem = redis::cmd("ZREM");
-        zrem.arg(&self.nodes_key).arg(self.node.to_string());
-        let removed = zrem.query_async::<i64>(&mut redis);
-        match tokio::time::timeout(COMMAND_TIMEOUT, removed).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::debug!(error = %err, "could not leave the node registry"),
-            Err(_) => tracing::debug!("leaving the node registry timed out"),
-        }
-    }
-
     async fn reply(&self, to: Uuid, id: Uuid, answer: Value) {
         let reply = Reply {
             id,
@@ -707,77 +651,6 @@ impl Recent {
     }
 }
 
-/// This node's probe channels: one per sixteenth of the slot space, so that every shard of any
-/// cluster (each owns at least one range of slots) carries some, and a shard this node has
-/// gone deaf to is noticed.
-fn probe_channels(prefix: &str, node: Uuid) -> Vec<String> {
-    let span = 16384 / PROBES;
-    (0..PROBES)
-        .map(|range| {
-            (0u32..)
-                .map(|i| format!("{prefix}:probe:{{{node}:{i}}}"))
-                .find(|name| engine::slot(name) / span == range)
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// The registry round trip, atomic on Redis's clock. KEYS[1]: the sorted set; ARGV[1]: this
-/// node's id; ARGV[2]: the entry's lifetime in ms; ARGV[3]: '1' to renew the entry, '0' to take
-/// it out. Returns the live members.
-const REGISTRY: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"#;
-
-static REGISTRY_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(REGISTRY));
-
-/// Keeps this node's registry entry fresh and its list of the others current, for as long as
-/// the cluster exists, and until a graceful shutdown has taken the entry out (`leave`, from
-/// `Realtime::close`).
-async fn registry(cluster: std::sync::Weak<Cluster>, refresh: Arc<tokio::sync::Notify>) {
-    let mut tick = tokio::time::interval(NODE_REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = refresh.notified() => {}
-        }
-        let Some(c) = cluster.upgrade() else { return };
-        if c.leaving.load(Ordering::Acquire) {
-            return;
-        }
-        // A Redis Cluster not reached yet: the supervisor is on it, and wakes this task when it
-        // is; nothing failed that should make Redis work be skipped meanwhile.
-        if c.engine.commands().is_none() {
-            continue;
-        }
-        let announce = c.announce.swap(false, Ordering::AcqRel);
-        let refreshed = tokio::time::timeout(COMMAND_TIMEOUT * 2, c.refresh_registry(announce));
-        let failed = match refreshed.await {
-            Ok(Ok(())) => None,
-            Ok(Err(err)) => Some(err.to_string()),
-            Err(_) => Some("timed out".to_owned()),
-        };
-        if let Some(err) = failed {
-            tracing::debug!(error = %err, "could not refresh the node registry");
-            if announce {
-                c.announce.store(true, Ordering::Release);
-            }
-            c.redis_failed();
-        }
-    }
-}
-
 /// Sends queued envelopes to their channels in order, up to `PUBLISH_BATCH` per round trip, for
 /// as long as the cluster exists. A failed round trip loses its envelopes (see `publish`).
 async fn publisher(
@@ -852,169 +725,9 @@ async fn release(cluster: std::sync::Weak<Cluster>, local: Arc<dyn Apply>) {
     }
 }
 
-/// Owns the subscription connection for as long as the cluster exists: makes it (retrying with
-/// backoff, 100 ms doubling to 2 s), subscribes the fixed channels and every held one, then
-/// hands what arrives to `Cluster::heard` until the connection is lost or, on a Redis Cluster,
-/// the probes find it deaf; then starts over with a fresh one.
-async fn supervise(cluster: std::sync::Weak<Cluster>, local: Arc<dyn Apply>) {
-    let mut backoff = Duration::from_millis(100);
-    let mut generation = 0u64;
-    loop {
-        let Some(c) = cluster.upgrade() else { return };
-        generation += 1;
-        let connected = async {
-            let (mut subscriber, incoming) = c.engine.connect_subscriber().await?;
-            for channel in [&c.bus, &c.replies, &c.joined].into_iter().chain(&c.probes) {
-                subscriber.subscribe(channel).await?;
-            }
-            c.interest.connected(generation, subscriber);
-            let held = c.interest.resubscribe_all(generation).await?;
-            Ok::<_, redis::RedisError>((incoming, held))
-        };
-        // Generous: every held channel is subscribed again, 64 at a time.
-        let limit = Duration::from_secs(5) + Duration::from_millis(c.interest.len() as u64 / 10);
-        match tokio::time::timeout(limit, connected).await {
-            Ok(Ok((incoming, held))) => {
-                backoff = Duration::from_millis(100);
-                c.subscribed.store(true, Ordering::Release);
-                c.announce.store(true, Ordering::Release);
-                c.refresh.notify_one();
-                c.resubscribed.notify_waiters();
-                if generation > 1 {
-                    c.reconnects.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::info!(channels = held, "subscribed to the cluster bus");
-                drop(c);
-                let why = listen(&cluster, incoming, &local).await;
-                let Some(c) = cluster.upgrade() else { return };
-                c.subscribed.store(false, Ordering::Release);
-                c.interest.disconnected();
-                // Deaf now: out of the registry, so that no one waits for this node.
-                c.refresh.notify_one();
-                tracing::warn!(why, "lost the cluster bus; connecting again");
-                continue;
-            }
-            Ok(Err(err)) => {
-                c.interest.disconnected();
-                tracing::debug!(error = %err, "cannot subscribe to the cluster bus yet")
-            }
-            Err(_) => {
-                c.interest.disconnected();
-                tracing::debug!("subscribing to the cluster bus timed out")
-            }
-        }
-        drop(c);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Reads one subscription connection until it is lost or found deaf; says why it stopped.
-async fn listen(
-    cluster: &std::sync::Weak<Cluster>,
-    mut incoming: mpsc::UnboundedReceiver<Incoming>,
-    local: &Arc<dyn Apply>,
-) -> &'static str {
-    let probing = cluster.upgrade().is_some_and(|c| !c.probes.is_empty());
-    let mut probes = Probes::new(cluster.upgrade().map_or(0, |c| c.probes.len()));
-    let mut tick = tokio::time::interval(PROBE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            heard = incoming.recv() => {
-                let Some(Incoming::Message { channel, payload }) = heard else {
-                    return "the connection closed";
-                };
-                let Some(c) = cluster.upgrade() else { return "shutting down" };
-                if let Some(k) = c.probes.iter().position(|p| *p == channel) {
-                    probes.heard(k, &payload);
-                    continue;
-                }
-                c.heard(channel, payload, local).await;
-            }
-            _ = tick.tick(), if probing => {
-                let Some(c) = cluster.upgrade() else { return "shutting down" };
-                if !probes.round(&c).await {
-                    return "probes went unheard";
-                }
-            }
-        }
-    }
-}
-
-/// Liveness of a Redis Cluster subscription: each `PROBE_EVERY` the node publishes the round's
-/// number on each of its probe channels, and must have heard each of them recently, with a
-/// subscriber counted by the shard. Some rounds in a row without (`PROBE_ROUNDS_MISSED`) and
-/// the connection is made again.
-struct Probes {
-    round: u64,
-    last_heard: Vec<u64>,
-    failed_rounds: u64,
-}
-
-impl Probes {
-    fn new(count: usize) -> Probes {
-        Probes {
-            round: 0,
-            last_heard: vec![0; count],
-            failed_rounds: 0,
-        }
-    }
-
-    fn heard(&mut self, k: usize, payload: &str) {
-        if let (Some(last), Ok(round)) = (self.last_heard.get_mut(k), payload.parse::<u64>()) {
-            *last = (*last).max(round);
-        }
-    }
-
-    /// One round; false when the connection is to be made again.
-    async fn round(&mut self, c: &Cluster) -> bool {
-        let heard_all = self
-            .last_heard
-            .iter()
-            .all(|last| *last + PROBE_ROUNDS_MISSED > self.round);
-        self.round += 1;
-        let counted = match c.engine.commands() {
-            Some(redis) => {
-                let round = self.round.to_string();
-                let probes = c
-                    .probes
-                    .iter()
-                    .map(|channel| (channel.as_str(), c.engine.publish(channel, &round)))
-                    .collect();
-                let replies = c.engine.send_all(&redis, probes).await;
-                replies.iter().all(|n| matches!(n, Some(n) if *n > 0))
-            }
-            None => false,
-        };
-        if heard_all && counted {
-            self.failed_rounds = 0;
-            return true;
-        }
-        self.failed_rounds += 1;
-        tracing::debug!(
-            round = self.round,
-            heard_all,
-            counted,
-            "a probe round failed"
-        );
-        self.failed_rounds < PROBE_ROUNDS_MISSED
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_channels_cover_every_sixteenth_of_the_slots() {
-        let node = Uuid::new_v4();
-        let probes = probe_channels("huddle:x", node);
-        assert_eq!(probes.len(), 16);
-        let mut ranges: Vec<u16> = probes.iter().map(|p| engine::slot(p) / 1024).collect();
-        ranges.sort_unstable();
-        assert_eq!(ranges, (0..16).collect::<Vec<u16>>());
-    }
 
     #[test]
     fn an_envelope_begins_with_its_sender() {
